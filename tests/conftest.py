@@ -1,0 +1,54 @@
+"""Shared fixtures: real test data through PIXELPIPE_TESTDATA.
+
+Where the data is absent the tests that need it skip with the reason printed;
+with ``PIXELPIPE_REQUIRE_TESTDATA=1`` (set by .ci/run) that skip becomes a
+failure, so CI always runs on the real data.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pixelpipe.testdata import eval_dir, models_dir, raw_dir
+
+REQUIRE = os.environ.get("PIXELPIPE_REQUIRE_TESTDATA", "") not in ("", "0")
+
+
+def need(path: Path, what: str) -> Path:
+    """Return ``path`` if it exists, else skip (or fail under CI's flag)."""
+    if path.exists():
+        return path
+    reason = f"{what} not found at {path} (set PIXELPIPE_TESTDATA)"
+    if REQUIRE:
+        pytest.fail(reason + " and PIXELPIPE_REQUIRE_TESTDATA is set")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def raws() -> Path:
+    return need(raw_dir(), "real raw test data")
+
+
+@pytest.fixture(scope="session")
+def evaldata() -> Path:
+    return need(eval_dir(), "evaluation image sets")
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    return need(models_dir(), "shared trained weights")
+
+
+def raw_file(name: str) -> Path:
+    return need(raw_dir() / name, f"raw file {name}")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Never touch the real user's config/cache: each test gets its own."""
+    base = tmp_path_factory.mktemp("userdirs")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(base / "data"))
