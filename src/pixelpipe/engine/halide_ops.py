@@ -1,0 +1,96 @@
+"""Halide building blocks shared by modules: variables, pattern look-ups, resampling."""
+from __future__ import annotations
+
+import functools
+
+import halide as hl
+import numpy as np
+
+from .kernels import f32, get_kernel, source_tag_of
+
+x, y, c = hl.Var("x"), hl.Var("y"), hl.Var("c")
+xo, yo, xi, yi = hl.Var("xo"), hl.Var("yo"), hl.Var("xi"), hl.Var("yi")
+
+VEC = 16  # float32 lanes for AVX-512; Halide splits for narrower targets
+
+
+def schedule_point_rgb(f: hl.Func, planar: bool = True) -> None:
+    """CPU schedule of a point-wise planar RGB stage: rows in parallel, x vectorised."""
+    f.reorder(x, y, c).vectorize(x, VEC).parallel(y, 8) if planar else None
+
+
+def schedule_point_2d(f: hl.Func) -> None:
+    f.vectorize(x, VEC).parallel(y, 8)
+
+
+def pattern_lut(cfa_pattern: np.ndarray, per_colour: np.ndarray) -> np.ndarray:
+    """Per-CFA-position values: lut[j, i] = per_colour[pattern[j, i]] (float32)."""
+    return f32(np.asarray(per_colour, dtype=np.float64)[np.asarray(cfa_pattern)])
+
+
+# --------------------------------------------------------------------------- resampling
+
+def _taps(n_out: int, start_out: int, factor: float, start_in: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area (box-overlap) weights for one axis.
+
+    Output pixel X (absolute, in the output's scaled space) covers input
+    coordinates [X/factor, (X+1)/factor) (absolute, input's scaled space).
+    For upscaling (factor > 1) a tent of one input pixel is used instead.
+    Returns (indices, weights) of shape (n_out, K) relative to the input buffer.
+    """
+    X = np.arange(start_out, start_out + n_out, dtype=np.float64)
+    if factor <= 1.0:
+        lo = X / factor
+        hi = (X + 1) / factor
+        first = np.floor(lo).astype(np.int64)
+        K = int(np.ceil(1.0 / factor)) + 1
+        idx = first[:, None] + np.arange(K)[None, :]
+        w = np.clip(np.minimum(idx + 1, hi[:, None]) - np.maximum(idx, lo[:, None]), 0, None)
+    else:
+        centre = (X + 0.5) / factor - 0.5
+        first = np.floor(centre).astype(np.int64)
+        frac = centre - first
+        idx = np.stack([first, first + 1], axis=1)
+        w = np.stack([1 - frac, frac], axis=1)
+    idx = idx - start_in
+    idx = np.clip(idx, 0, n_in - 1)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(idx, dtype=np.int32), f32(w)
+
+
+def _build_resample():
+    inp = hl.ImageParam(hl.Float(32), 3, "inp")
+    ix = hl.ImageParam(hl.Int(32), 2, "ix")  # [k, x]
+    wx = hl.ImageParam(hl.Float(32), 2, "wx")
+    iy = hl.ImageParam(hl.Int(32), 2, "iy")  # [k, y]
+    wy = hl.ImageParam(hl.Float(32), 2, "wy")
+    kx = hl.RDom([(0, ix.dim(0).extent())], "kx")
+    ky = hl.RDom([(0, iy.dim(0).extent())], "ky")
+    horizontal = hl.Func("horizontal")
+    horizontal[x, y, c] = hl.f32(0)
+    horizontal[x, y, c] += wx[kx, x] * inp[ix[kx, x], y, c]
+    out = hl.Func("resampled")
+    out[x, y, c] = hl.f32(0)
+    out[x, y, c] += wy[ky, y] * horizontal[x, iy[ky, y], c]
+    # horizontal pass over all needed input rows, then vertical; both parallel over rows
+    horizontal.compute_root().reorder(x, y, c).parallel(y, 8).vectorize(x, VEC)
+    horizontal.update(0).reorder(x, kx, y, c).parallel(y, 8).vectorize(x, VEC)
+    out.compute_root().reorder(x, y, c).parallel(y, 8).vectorize(x, VEC)
+    out.update(0).reorder(x, ky, y, c).parallel(y, 8).vectorize(x, VEC)
+    horizontal.bound(y, 0, inp.dim(1).extent())
+    return out, [inp, ix, wx, iy, wy]
+
+
+def resample(img: np.ndarray, in_x: int, in_y: int, in_scale: float,
+             out_x: int, out_y: int, out_w: int, out_h: int, out_scale: float,
+             device: str = "cpu") -> np.ndarray:
+    """Resample planar (3, H, W) ``img`` covering a region starting at
+    (in_x, in_y) of a buffer at ``in_scale`` onto the output region at ``out_scale``."""
+    factor = out_scale / in_scale
+    ch, h, w = img.shape
+    ixs, wxs = _taps(out_w, out_x, factor, in_x, w)
+    iys, wys = _taps(out_h, out_y, factor, in_y, h)
+    k = get_kernel("resample", _build_resample, device=device, source_tag=source_tag_of(_build_resample))
+    out = np.empty((ch, out_h, out_w), np.float32)
+    k(f32(img), ixs, wxs, iys, wys, out)
+    return out

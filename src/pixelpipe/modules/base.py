@@ -1,0 +1,307 @@
+"""What every processing module is: the contract between a module and the pipe.
+
+A module file defines one darktable operation:
+
+* ``op``: darktable's operation name; ``Params``: a versioned dataclass whose
+  fields carry units and ranges (see :func:`param`);
+* ``flags`` and ``tags`` as darktable's ``flags()``/``operation_tags()``;
+* the region-of-interest rules ``modify_roi_out``/``modify_roi_in`` and, for
+  distorting modules, ``distort_transform``/``distort_backtransform``;
+* ``process``: the pixel algorithm, written as Halide Funcs in the module file.
+
+The pipe hands each module a :class:`Piece` (its parameters, the image's
+metadata, the pipe kind, full buffer sizes) and never looks inside a module;
+a module never reaches into the pipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ParamsError
+from ..io.source import CFA, SourceImage
+
+
+class Flags(enum.IntFlag):
+    """darktable's ``dt_iop_flags_t`` bits, plus pixelpipe's EXPENSIVE."""
+
+    NONE = 0
+    INCLUDE_IN_STYLES = 1 << 0
+    SUPPORTS_BLENDING = 1 << 1
+    ALLOW_TILING = 1 << 4
+    HIDDEN = 1 << 5
+    TILING_FULL_ROI = 1 << 6
+    ONE_INSTANCE = 1 << 7
+    NO_HISTORY_STACK = 1 << 9
+    NO_MASKS = 1 << 10
+    FENCE = 1 << 11
+    ALLOW_FAST_PIPE = 1 << 12
+    WRITE_RASTER = 1 << 19
+    #: has a fast path taken in the cut-down (fast) pipe; darktable tests
+    #: dt_pipe_is_fast() inside such modules (diffuse, denoiseprofile, ...)
+    EXPENSIVE = 1 << 24
+
+
+class Tags(enum.IntFlag):
+    """darktable's operation tags."""
+
+    NONE = 0
+    DISTORT = 1
+    DECORATION = 2
+    CROPPING = 4
+    GEOMETRY = 8
+
+
+# --------------------------------------------------------------------------- parameters
+
+def param(default: Any, *, min: float | None = None, max: float | None = None, unit: str = "",
+          choices: tuple | None = None, doc: str = "") -> Any:
+    """A parameter field with its range, unit and allowed values (validated)."""
+    meta = {"min": min, "max": max, "unit": unit, "choices": choices, "doc": doc}
+    if isinstance(default, (list, dict, tuple)) and not isinstance(default, str):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Params:
+    """Base of every module's parameter dataclass.
+
+    ``VERSION`` is the parameter layout version; ``migrate`` upgrades older
+    dicts (darktable's legacy_params).
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    def validate(self, op: str) -> "Params":
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            m = f.metadata
+            where = f"module {op}: parameter {f.name!r}"
+            if m.get("choices") is not None and v not in m["choices"]:
+                raise ParamsError(f"{where} = {v!r} is not one of {list(m['choices'])}")
+            if isinstance(f.default, bool) or f.type in ("bool", bool):
+                if not isinstance(v, bool):
+                    raise ParamsError(f"{where} must be true or false, got {v!r}")
+                continue
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not math.isfinite(float(v)):
+                    raise ParamsError(f"{where} = {v!r} is not a finite number")
+                lo, hi = m.get("min"), m.get("max")
+                if (lo is not None and v < lo) or (hi is not None and v > hi):
+                    unit = f" {m['unit']}" if m.get("unit") else ""
+                    raise ParamsError(f"{where} = {v}{unit} is outside [{lo}, {hi}]")
+            elif isinstance(v, (list, tuple)):
+                lo, hi = m.get("min"), m.get("max")
+                for i, e in enumerate(v):
+                    if not isinstance(e, (int, float)) or isinstance(e, bool) or not math.isfinite(float(e)):
+                        raise ParamsError(f"{where}[{i}] = {e!r} is not a finite number")
+                    if (lo is not None and e < lo) or (hi is not None and e > hi):
+                        raise ParamsError(f"{where}[{i}] = {e} is outside [{lo}, {hi}]")
+        return self
+
+    def to_dict(self) -> dict:
+        d = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    @classmethod
+    def migrate(cls, version: int, d: dict) -> dict:
+        """Upgrade a dict written by an older ``VERSION`` (default: unchanged)."""
+        return d
+
+    @classmethod
+    def from_dict(cls, op: str, d: Any, version: int | None = None) -> "Params":
+        if not isinstance(d, dict):
+            raise ParamsError(f"module {op}: parameters must be an object, got {type(d).__name__}")
+        if version is not None and version != cls.VERSION:
+            if not isinstance(version, int) or version > cls.VERSION or version < 1:
+                raise ParamsError(f"module {op}: parameter version {version!r} is not supported "
+                                  f"(this build knows up to {cls.VERSION})")
+            d = cls.migrate(version, dict(d))
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ParamsError(f"module {op}: unknown parameter(s) {', '.join(map(repr, unknown))}")
+        kw = {}
+        for k, v in d.items():
+            f = names[k]
+            default = getattr(cls(), k)
+            if isinstance(default, bool):
+                if not isinstance(v, bool):
+                    raise ParamsError(f"module {op}: parameter {k!r} must be true or false, got {v!r}")
+            elif isinstance(default, (int, float)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ParamsError(f"module {op}: parameter {k!r} must be a number, got {v!r}")
+                if isinstance(default, int) and not isinstance(default, bool):
+                    if isinstance(v, float) and not v.is_integer():
+                        raise ParamsError(f"module {op}: parameter {k!r} must be an integer, got {v!r}")
+                    v = int(v)
+                else:
+                    v = float(v)
+            elif isinstance(default, str):
+                if not isinstance(v, str):
+                    raise ParamsError(f"module {op}: parameter {k!r} must be a string, got {v!r}")
+            elif isinstance(default, (list, tuple)):
+                if not isinstance(v, (list, tuple)) or (len(default) and len(v) != len(default)):
+                    raise ParamsError(f"module {op}: parameter {k!r} must be a list of {len(default)} numbers")
+                v = type(default)(v)
+            kw[k] = v
+        return cls(**kw).validate(op)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- regions
+
+@dataclass(frozen=True)
+class ROI:
+    """A region: x, y, width, height in the module's scaled buffer, and scale.
+
+    ``scale`` is relative to the full-resolution input of the pipe, as
+    darktable's ``dt_iop_roi_t``.
+    """
+
+    x: int
+    y: int
+    width: int
+    height: int
+    scale: float = 1.0
+
+    def with_(self, **kw) -> "ROI":
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    def padded(self, pad: int) -> "ROI":
+        return ROI(self.x - pad, self.y - pad, self.width + 2 * pad, self.height + 2 * pad, self.scale)
+
+
+@dataclass
+class BufferDesc:
+    """What flows between modules (darktable's dt_iop_buffer_dsc_t).
+
+    ``channels`` 1 (mosaic) or 3 (planar RGB); ``cfa`` of the full buffer's
+    (0, 0) for mosaics; ``space`` names the colour encoding of the values:
+    "raw", "camera", "rec2020" (linear working space), "display".
+    ``processed_maximum`` is the per-channel maximum a clipped pixel reaches.
+    """
+
+    channels: int
+    cfa: CFA | None = None
+    space: str = "raw"
+    processed_maximum: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    output_profile: str | None = None
+
+    def copy(self, **kw) -> "BufferDesc":
+        return dataclasses.replace(self, **kw)
+
+
+@dataclass
+class Piece:
+    """One module instance in one pipe run: what the module may read.
+
+    ``buf_in``/``buf_out``: full-resolution (scale 1) input/output sizes;
+    ``pipe``: the pipe kind name ("export", "full", "preview", "preview2",
+    "thumbnail"); ``fast``: the cut-down pipe flag; ``hq``: late scaling.
+    ``data``: whatever the module's ``commit`` precomputes.
+    """
+
+    op: str
+    instance: int
+    params: Params
+    image: SourceImage
+    pipe: str = "export"
+    fast: bool = False
+    hq: bool = False
+    device: str = "cpu"
+    buf_in: tuple[int, int] = (0, 0)
+    buf_out: tuple[int, int] = (0, 0)
+    dsc_in: BufferDesc | None = None
+    dsc_out: BufferDesc | None = None
+    data: dict = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the module
+
+class Module:
+    """Base class of a processing module (one instance's behaviour is stateless)."""
+
+    op: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    flags: ClassVar[Flags] = Flags.NONE
+    tags: ClassVar[Tags] = Tags.NONE
+    #: enabled in every new edit regardless of workflow (darktable default_enabled)
+    default_enabled: ClassVar[bool] = False
+    #: "raw" works on the mosaic, "rgb" on RGB, "any" on both
+    works_on: ClassVar[str] = "rgb"
+    #: one-line summary for `pixelpipe modules`
+    summary: ClassVar[str] = ""
+    #: while this module is focused in a darkroom pipe, later modules whose
+    #: tags match are bypassed (darktable's operation_tags_filter)
+    tags_filter: ClassVar[Tags] = Tags.NONE
+
+    # ---- parameters
+    def default_params(self, image: SourceImage) -> Params:
+        """Defaults for this image (darktable's reload_defaults)."""
+        return self.Params()
+
+    def commit(self, piece: Piece) -> None:
+        """Precompute per-run data into ``piece.data`` (darktable's commit_params)."""
+
+    def output_desc(self, piece: Piece, dsc_in: BufferDesc) -> BufferDesc:
+        return dsc_in.copy()
+
+    # ---- regions of interest (default: a point operation)
+    def modify_roi_out(self, piece: Piece, roi_in: ROI) -> ROI:
+        return roi_in
+
+    def modify_roi_in(self, piece: Piece, roi_out: ROI) -> ROI:
+        return roi_out
+
+    # ---- distortion (default: identity); points are (N, 2) x, y at scale 1
+    def distort_transform(self, piece: Piece, pts: np.ndarray) -> np.ndarray:
+        return np.asarray(pts, dtype=np.float64)
+
+    def distort_backtransform(self, piece: Piece, pts: np.ndarray) -> np.ndarray:
+        return np.asarray(pts, dtype=np.float64)
+
+    # ---- pixels
+    def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        raise NotImplementedError
+
+    def process_fast(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        """The cut-down pipe's path for EXPENSIVE modules (default: pass through)."""
+        if roi_in == roi_out:
+            return inp
+        return self.process(piece, inp, roi_in, roi_out)
+
+    # ---- helpers
+    def is_distorting(self) -> bool:
+        return bool(self.tags & Tags.DISTORT)
+
+    def __repr__(self) -> str:
+        return f"<module {self.op}>"
+
+
+def cfa_at(cfa: CFA | None, x: int, y: int) -> CFA | None:
+    """The CFA as seen from a buffer whose (0, 0) sits at (x, y) of the full mosaic."""
+    if cfa is None:
+        return None
+    n, m = cfa.pattern.shape
+    pat = np.roll(np.roll(cfa.pattern, -(y % n), axis=0), -(x % m), axis=1)
+    return CFA(cfa.kind, pat, cfa.colors)

@@ -1,0 +1,88 @@
+"""colorin: input colour profile, camera RGB (or an RGB file's space) to linear Rec.2020.
+
+Raw: the white-balanced camera RGB is multiplied by the camera matrix
+(file, else LibRaw's table; neither: the camera is assumed to be linear sRGB,
+with a notice). Non-raw: the file's transfer curve is decoded, then its
+primaries are converted. Region of interest: a point operation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import halide as hl
+import numpy as np
+
+from ..engine.halide_ops import c, schedule_point_rgb, x, y
+from ..engine.kernels import f32, get_kernel, source_tag_of
+from . import colorspaces as cs
+from .base import Flags, Module, Params, Piece, ROI, param
+
+
+@dataclass
+class ColorinParams(Params):
+    """Input profile.
+
+    profile: "camera" (the raw's matrix), or an RGB profile name for non-raw
+             inputs ("srgb", "linear_srgb", "adobe_rgb", "display_p3", "rec2020", ...).
+    """
+
+    profile: str = param("camera", choices=("camera",) + tuple(cs.profiles()))
+
+
+# -- algorithm: optional TRC decode, then a 3x3 matrix
+def _build():
+    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
+    m = hl.ImageParam(hl.Float(32), 2, "matrix")  # [col, row]
+    g, a, b, cc, d = (hl.Param(hl.Float(32), n) for n in ("g", "a", "b", "cc", "d"))
+    v = rgb[x, y, c]
+    linear = hl.Func("linear")
+    # g == 1 marks linear data: pass through (keeps negative noise unclipped)
+    linear[x, y, c] = hl.select(g == 1.0, v, hl.select(v >= d, hl.pow(hl.max(a * v + b, 0.0), g), cc * v))
+    working = hl.Func("working")
+    working[x, y, c] = (m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2])
+    working.reorder(c, x, y).bound(c, 0, 3).unroll(c).vectorize(x, 16).parallel(y, 8)
+    linear.compute_at(working, x).vectorize(x)
+    return working, [rgb, m, g, a, b, cc, d]
+
+
+LINEAR = {"g": 1.0, "a": 1.0, "b": 0.0, "c": 1.0, "d": -1e30}
+
+
+class Colorin(Module):
+    op = "colorin"
+    name = "input color profile"
+    Params = ColorinParams
+    flags = Flags.ONE_INSTANCE | Flags.ALLOW_TILING
+    default_enabled = True
+    summary = "camera RGB to linear Rec.2020"
+
+    def default_params(self, image):
+        if image.is_raw:
+            return ColorinParams("camera")
+        return ColorinParams("linear_srgb" if image.encoding == "linear" else "srgb")
+
+    def commit(self, piece):
+        p, img = piece.params, piece.image
+        if p.profile == "camera":
+            if img.cam_to_xyz is not None:
+                xyz_to_cam = np.linalg.inv(np.asarray(img.cam_to_xyz, dtype=np.float64))
+                piece.data["matrix"] = cs.camera_to_working(xyz_to_cam)
+            else:
+                piece.notices.append("the file has no colour matrix; assuming the camera sees linear sRGB")
+                piece.data["matrix"] = cs.profile_to_working("linear_srgb")
+            piece.data["trc"] = LINEAR
+        else:
+            piece.data["matrix"] = cs.profile_to_working(p.profile)
+            t = cs.trc(p.profile)
+            piece.data["trc"] = LINEAR if t["g"] == 1.0 and t["c"] == 0 else t
+
+    def output_desc(self, piece, dsc_in):
+        return dsc_in.copy(space="rec2020")
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        t = piece.data["trc"]
+        k = get_kernel("colorin", _build, source_tag=source_tag_of(_build), device=piece.device)
+        out = np.empty_like(inp)
+        # numpy (row, col) -> Halide [col, row]
+        k(f32(inp), f32(piece.data["matrix"]), t["g"], t["a"], t["b"], t["c"], t["d"], out)
+        return out

@@ -1,0 +1,129 @@
+"""flip: orientation (mirror, rotate by multiples of 90 degrees, transpose).
+
+``orientation`` bits as darktable's: FLIP_Y = 1, FLIP_X = 2, SWAP_XY = 4; -1
+means "from the file's EXIF orientation". A point (x, y) of the W x H input
+goes to the output by: x -> W - x if FLIP_X; y -> H - y if FLIP_Y; then
+(x, y) -> (y, x) if SWAP_XY. Coordinates are continuous (pixel edges), so the
+transform is its own exact inverse on pixel grids.
+Region of interest: the output region's corners transformed back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import halide as hl
+import numpy as np
+
+from ..engine.halide_ops import c, x, y
+from ..engine.kernels import f32, get_kernel, source_tag_of
+from .base import Flags, Module, Params, Piece, ROI, Tags, param
+
+FLIP_Y, FLIP_X, SWAP_XY = 1, 2, 4
+# EXIF orientation 1..8 -> flip bits (see the module docstring for the geometry)
+EXIF_TO_BITS = {1: 0, 2: FLIP_X, 3: FLIP_X | FLIP_Y, 4: FLIP_Y, 5: SWAP_XY,
+                6: FLIP_Y | SWAP_XY, 7: FLIP_X | FLIP_Y | SWAP_XY, 8: FLIP_X | SWAP_XY}
+
+
+@dataclass
+class FlipParams(Params):
+    """Orientation.
+
+    orientation: -1 = the file's EXIF orientation; else bits FLIP_Y=1, FLIP_X=2, SWAP_XY=4 (0..7).
+    """
+
+    orientation: int = param(-1, min=-1, max=7)
+
+
+def _build():
+    img = hl.ImageParam(hl.Float(32), 3, "img")
+    fx = hl.Param(hl.Int(32), "fx")  # 1 if mirrored in x
+    fy = hl.Param(hl.Int(32), "fy")
+    swap = hl.Param(hl.Int(32), "swap")
+    x0 = hl.Param(hl.Int(32), "x0")  # output region origin, in the oriented full buffer
+    y0 = hl.Param(hl.Int(32), "y0")
+    ix0 = hl.Param(hl.Int(32), "ix0")  # input region origin, in the input full buffer
+    iy0 = hl.Param(hl.Int(32), "iy0")
+    w_in = hl.Param(hl.Int(32), "w_in")  # full input size at this scale
+    h_in = hl.Param(hl.Int(32), "h_in")
+    X, Y = x + x0, y + y0
+    sx = hl.select(swap == 1, Y, X)  # undo the swap, then the mirrors
+    sy = hl.select(swap == 1, X, Y)
+    sx = hl.select(fx == 1, w_in - 1 - sx, sx)
+    sy = hl.select(fy == 1, h_in - 1 - sy, sy)
+    oriented = hl.Func("oriented")
+    oriented[x, y, c] = img[hl.clamp(sx - ix0, 0, img.dim(0).extent() - 1),
+                            hl.clamp(sy - iy0, 0, img.dim(1).extent() - 1), c]
+    oriented.reorder(x, y, c).vectorize(x, 16).parallel(y, 8)
+    return oriented, [img, fx, fy, swap, x0, y0, ix0, iy0, w_in, h_in]
+
+
+def _scaled(n: int, s: float) -> int:
+    return max(1, int(round(n * s)))
+
+
+class Flip(Module):
+    op = "flip"
+    name = "orientation"
+    Params = FlipParams
+    flags = Flags.ONE_INSTANCE | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
+    tags = Tags.DISTORT
+    default_enabled = True
+    summary = "orientation from EXIF or chosen"
+
+    def bits(self, piece) -> int:
+        o = piece.params.orientation
+        return EXIF_TO_BITS.get(int(piece.image.orientation or 1), 0) if o < 0 else o
+
+    def modify_roi_out(self, piece, roi_in: ROI) -> ROI:
+        if self.bits(piece) & SWAP_XY:
+            return ROI(roi_in.y, roi_in.x, roi_in.height, roi_in.width, roi_in.scale)
+        return roi_in
+
+    def modify_roi_in(self, piece, roi_out: ROI) -> ROI:
+        b = self.bits(piece)
+        s = roi_out.scale
+        w_in, h_in = _scaled(piece.buf_in[0], s), _scaled(piece.buf_in[1], s)
+        x0, y0, x1, y1 = roi_out.x, roi_out.y, roi_out.x + roi_out.width, roi_out.y + roi_out.height
+        if b & SWAP_XY:
+            x0, y0, x1, y1 = y0, x0, y1, x1
+        if b & FLIP_X:
+            x0, x1 = w_in - x1, w_in - x0
+        if b & FLIP_Y:
+            y0, y1 = h_in - y1, h_in - y0
+        return ROI(x0, y0, x1 - x0, y1 - y0, s)
+
+    def distort_transform(self, piece, pts):
+        p = np.array(pts, dtype=np.float64, copy=True).reshape(-1, 2)
+        b = self.bits(piece)
+        w, h = piece.buf_in
+        if b & FLIP_X:
+            p[:, 0] = w - p[:, 0]
+        if b & FLIP_Y:
+            p[:, 1] = h - p[:, 1]
+        if b & SWAP_XY:
+            p = p[:, ::-1].copy()
+        return p
+
+    def distort_backtransform(self, piece, pts):
+        p = np.array(pts, dtype=np.float64, copy=True).reshape(-1, 2)
+        b = self.bits(piece)
+        w, h = piece.buf_in
+        if b & SWAP_XY:
+            p = p[:, ::-1].copy()
+        if b & FLIP_X:
+            p[:, 0] = w - p[:, 0]
+        if b & FLIP_Y:
+            p[:, 1] = h - p[:, 1]
+        return p
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        b = self.bits(piece)
+        if b == 0:
+            return inp
+        s = roi_out.scale
+        w_in, h_in = _scaled(piece.buf_in[0], s), _scaled(piece.buf_in[1], s)
+        k = get_kernel("flip", _build, source_tag=source_tag_of(_build), device=piece.device)
+        out = np.empty((inp.shape[0], roi_out.height, roi_out.width), np.float32)
+        k(f32(inp), int(bool(b & FLIP_X)), int(bool(b & FLIP_Y)), int(bool(b & SWAP_XY)),
+          roi_out.x, roi_out.y, roi_in.x, roi_in.y, w_in, h_in, out)
+        return out

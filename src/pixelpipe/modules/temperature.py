@@ -1,0 +1,95 @@
+"""temperature (white balance): multiply each CFA colour by its coefficient.
+
+Algorithm: ``out = in * coeff[cfa(x, y)]``, coefficients normalised to green = 1.
+The as-shot coefficients come from the file; a file without them gets the
+daylight coefficients of its camera matrix, or 1/1/1 when it has none (with a
+notice). Region of interest: a point operation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import halide as hl
+import numpy as np
+
+from ..engine.halide_ops import pattern_lut, schedule_point_2d, x, y
+from ..engine.kernels import f32, get_kernel, source_tag_of
+from .base import Flags, Module, Params, Piece, ROI, param
+
+PRESETS = ("as-shot", "daylight", "user")
+
+
+@dataclass
+class TemperatureParams(Params):
+    """White balance.
+
+    preset: "as-shot" (the file's), "daylight" (the camera matrix's D65 white)
+            or "user" (the four coefficients below).
+    red, green, blue, g2: user coefficients (multipliers), 0..8.
+    """
+
+    preset: str = param("as-shot", choices=PRESETS)
+    red: float = param(1.0, min=0.0, max=8.0)
+    green: float = param(1.0, min=0.0, max=8.0)
+    blue: float = param(1.0, min=0.0, max=8.0)
+    g2: float = param(1.0, min=0.0, max=8.0)
+
+
+def coefficients(image, p: TemperatureParams) -> tuple[np.ndarray, str | None]:
+    """(R, G, B, G2) multipliers for this image and the notice to show, if any."""
+    notice = None
+    if p.preset == "user":
+        c = np.array([p.red, p.green, p.blue, p.g2], dtype=np.float64)
+    elif p.preset == "as-shot" and image.wb_as_shot is not None:
+        c = np.array(image.wb_as_shot, dtype=np.float64)
+    elif image.wb_daylight is not None:
+        c = np.array(image.wb_daylight, dtype=np.float64)
+        if p.preset == "as-shot":
+            notice = "the file has no as-shot white balance; using the camera's daylight (D65) coefficients"
+    else:
+        c = np.ones(4)
+        notice = "the file has no white balance and no camera matrix; using neutral coefficients 1/1/1"
+    if not np.isfinite(c).all() or c[1] <= 0:
+        c = np.ones(4)
+    if c[3] <= 0:
+        c[3] = c[1]
+    return c / c[1], notice
+
+
+def _build():
+    mosaic = hl.ImageParam(hl.Float(32), 2, "mosaic")
+    coeff = hl.ImageParam(hl.Float(32), 2, "coeff")
+    ox = hl.Param(hl.Int(32), "ox")
+    oy = hl.Param(hl.Int(32), "oy")
+    n = coeff.dim(0).extent()
+    balanced = hl.Func("balanced")
+    balanced[x, y] = mosaic[x, y] * coeff[(x + ox) % n, (y + oy) % n]
+    schedule_point_2d(balanced)
+    return balanced, [mosaic, coeff, ox, oy]
+
+
+class Temperature(Module):
+    op = "temperature"
+    name = "white balance"
+    Params = TemperatureParams
+    flags = Flags.ONE_INSTANCE | Flags.ALLOW_TILING
+    default_enabled = True
+    works_on = "raw"
+    summary = "white balance coefficients"
+
+    def commit(self, piece):
+        c, notice = coefficients(piece.image, piece.params)
+        piece.data["coeffs"] = c
+        if notice:
+            piece.notices.append(notice)
+
+    def output_desc(self, piece, dsc_in):
+        c = piece.data["coeffs"]
+        return dsc_in.copy(processed_maximum=(float(c[0]), float(c[1]), float(c[2])))
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        lut = pattern_lut(piece.dsc_in.cfa.pattern, piece.data["coeffs"])
+        k = get_kernel("temperature", _build, source_tag=source_tag_of(_build), device=piece.device)
+        out = np.empty_like(inp)
+        k(f32(inp), lut, roi_in.x, roi_in.y, out)
+        return out

@@ -1,0 +1,265 @@
+"""The pixelpipe: runs an edit's enabled modules in order over a region of interest.
+
+Planning (darktable's two passes):
+* forward, at full resolution: each module's full input/output buffer size
+  (``modify_roi_out``) and buffer description (channels, CFA, colour space);
+* backward, from the requested output region: each module states the input
+  region it needs (``modify_roi_in``), clamped to its input buffer.
+Processing then runs forward; every module output is cached under a hash of
+the image, pipe kind, region and all earlier parameters (see cache.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.halide_ops import resample
+from ..engine.target import resolve_device
+from ..errors import PixelpipeError, UnsupportedCFAError
+from ..io.source import SourceImage
+from ..modules import registry
+from ..modules.base import BufferDesc, Flags, Module, Piece, ROI, Tags
+from .cache import PipeCache
+from .history import Edit, ModuleInstance, parse_label
+from .kinds import CACHE_LINES, PipeKind, canonical
+
+
+def scaled(n: int, s: float) -> int:
+    return max(1, int(round(n * s)))
+
+
+@dataclass
+class Stage:
+    module: Module
+    instance: ModuleInstance
+    piece: Piece
+    roi_in: ROI | None = None
+    roi_out: ROI | None = None
+    hash: str = ""
+    skipped: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.instance.label()
+
+
+@dataclass
+class RunRecord:
+    """What the last run did, for tests and profiling."""
+
+    stages: list[tuple[str, ROI, ROI]] = field(default_factory=list)
+    executed: list[str] = field(default_factory=list)
+    from_cache: str | None = None
+
+
+class Pipe:
+    """One pipe over one image and edit.
+
+    kind: "export", "full" (darkroom), "preview", "preview2", "thumbnail".
+    hq: late scaling (finalscale) — export high quality or darkroom HQ mode.
+    focused: label of the module focused in the darkroom (cut-down pipe, skip rule).
+    """
+
+    def __init__(self, image: SourceImage, edit: Edit, kind: str = "export", *, hq: bool = False,
+                 focused: str | None = None, device: str = "cpu", cache: PipeCache | None = None):
+        self.image = image
+        self.edit = edit
+        self.kind = canonical(kind)
+        self.hq = hq
+        self.focused = focused
+        self.device = resolve_device(device)
+        self.cache = cache if cache is not None else PipeCache(CACHE_LINES[self.kind])
+        self.executions: Counter[str] = Counter()
+        self.last = RunRecord()
+        self.notices: list[str] = list(edit.notices) + list(image.notices)
+        if image.is_raw and (image.cfa is None or image.cfa.kind != "bayer"):
+            kind_name = image.cfa.kind if image.cfa is not None else "unknown"
+            raise UnsupportedCFAError(f"{kind_name} colour filter arrays are not supported yet "
+                                      "(this version processes Bayer raws)", path=image.path)
+
+    # ------------------------------------------------------------------ flags
+    @property
+    def is_basic(self) -> bool:
+        return self.kind in ("full", "preview")
+
+    @property
+    def fast(self) -> bool:
+        """The cut-down pipe: a module that shows the whole image with overlays is focused."""
+        if not (self.focused and self.is_basic):
+            return False
+        op, _ = parse_label(self.focused)
+        cls = registry().get(op)
+        return bool(cls and cls.flags & Flags.ALLOW_FAST_PIPE)
+
+    def finalscale_enabled(self, upscale: bool = False) -> bool:
+        return (self.kind == "export" and (self.hq or upscale)) or (self.kind == "full" and self.hq)
+
+    # ------------------------------------------------------------------ stages
+    def stages(self, upscale: bool = False) -> list[Stage]:
+        reg = registry()
+        by_entry = {(i.op, i.instance): i for i in self.edit.instances}
+        out: list[Stage] = []
+        focus_pos, focus_filter = None, Tags.NONE
+        if self.focused:
+            fop, finst = parse_label(self.focused)
+            if (fop, finst) in self.edit.order:
+                focus_pos = self.edit.order.position(fop, finst)
+                focus_filter = reg[fop].tags_filter if fop in reg else Tags.NONE
+        for pos, entry in enumerate(self.edit.order.entries()):
+            op, n = entry.op, entry.instance
+            cls = reg.get(op)
+            if cls is None:
+                continue
+            inst = by_entry.get((op, n))
+            if op == "finalscale":
+                if not self.finalscale_enabled(upscale):
+                    continue
+                inst = inst or ModuleInstance("finalscale", 0, True, None)
+            if inst is None or not inst.enabled:
+                continue
+            if cls.works_on == "raw" and not self.image.is_raw:
+                continue
+            if op == "demosaic" and not self.image.is_raw:
+                continue
+            module = cls()
+            params = inst.params if inst.params is not None else module.default_params(self.image)
+            piece = Piece(op, n, params, self.image, pipe=self.kind, fast=self.fast, hq=self.hq,
+                          device=self.device)
+            st = Stage(module, inst, piece)
+            # darktable's skip rule: a focused distorting module shows the full frame
+            if (self.is_basic and focus_pos is not None and pos > focus_pos
+                    and focus_filter & cls.tags):
+                st.skipped = True
+                continue
+            out.append(st)
+        if not out or out[-1].module.op != "gamma":
+            raise PixelpipeError("the module order must end with gamma")
+        return out
+
+    # ------------------------------------------------------------------ planning
+    def _input_desc(self) -> BufferDesc:
+        if self.image.is_raw:
+            return BufferDesc(1, self.image.cfa, "raw")
+        return BufferDesc(3, None, "file-rgb")
+
+    def plan(self, upscale: bool = False) -> tuple[list[Stage], tuple[int, int]]:
+        """Forward pass at scale 1: buffer sizes and descriptions; returns the final size."""
+        stages = self.stages(upscale)
+        w, h = self.image.width, self.image.height
+        dsc = self._input_desc()
+        base = hashlib.sha256(f"{self.image.identity()}|{self.kind}|fast={self.fast}".encode()).hexdigest()
+        running = base
+        for st in stages:
+            p = st.piece
+            p.buf_in = (w, h)
+            p.dsc_in = dsc
+            st.module.commit(p)
+            r = st.module.modify_roi_out(p, ROI(0, 0, w, h, 1.0))
+            w, h = r.width, r.height
+            p.buf_out = (w, h)
+            dsc = st.module.output_desc(p, dsc)
+            p.dsc_out = dsc
+            ph = f"{st.module.op}|{st.instance.instance}|{type(p.params).VERSION}|{p.params.digest()}"
+            running = hashlib.sha256(f"{running}|{ph}".encode()).hexdigest()
+            st.hash = running
+            for n in p.notices:
+                if n not in self.notices:
+                    self.notices.append(n)
+        return stages, (w, h)
+
+    def full_size(self) -> tuple[int, int]:
+        """Output size at scale 1 (after crops and rotations)."""
+        return self.plan()[1]
+
+    def _backward(self, stages: list[Stage], roi_out: ROI) -> None:
+        roi = roi_out
+        for st in reversed(stages):
+            st.roi_out = roi
+            r = st.module.modify_roi_in(st.piece, roi)
+            bw, bh = scaled(st.piece.buf_in[0], r.scale), scaled(st.piece.buf_in[1], r.scale)
+            x0, y0 = max(0, r.x), max(0, r.y)
+            x1, y1 = min(bw, r.x + r.width), min(bh, r.y + r.height)
+            r = ROI(x0, y0, max(1, x1 - x0), max(1, y1 - y0), r.scale)
+            st.roi_in = r
+            roi = r
+
+    # ------------------------------------------------------------------ running
+    def _input(self, roi: ROI) -> np.ndarray:
+        data = self.image.data
+        if self.image.is_raw:
+            if roi.scale != 1.0:
+                raise PixelpipeError("internal: a raw pipe must read its input at scale 1")
+            return data[roi.y: roi.y + roi.height, roi.x: roi.x + roi.width]
+        if roi.scale == 1.0:
+            return data[:, roi.y: roi.y + roi.height, roi.x: roi.x + roi.width]
+        # non-raw: downscale at the pipe input (darktable's clip-and-zoom)
+        return resample(data, 0, 0, 1.0, roi.x, roi.y, roi.width, roi.height, roi.scale, self.device)
+
+    def process(self, roi_out: ROI, upscale: bool = False) -> np.ndarray:
+        """Process the region ``roi_out`` (in the final output's scaled space)."""
+        stages, _ = self.plan(upscale)
+        self._backward(stages, roi_out)
+        rec = RunRecord(stages=[(st.label, st.roi_in, st.roi_out) for st in stages])
+        keys = [hashlib.sha256(f"{st.hash}|{st.roi_out}|{st.roi_in}".encode()).hexdigest() for st in stages]
+        start, buf = 0, None
+        for i in range(len(stages) - 1, -1, -1):
+            hit = self.cache.get(keys[i])
+            if hit is not None:
+                start, buf = i + 1, hit
+                rec.from_cache = stages[i].label
+                break
+        if buf is None:
+            buf = self._input(stages[0].roi_in)
+        focus_key = None
+        for i in range(start, len(stages)):
+            st = stages[i]
+            p = st.piece
+            if p.fast and st.module.flags & Flags.EXPENSIVE:
+                out = st.module.process_fast(p, buf, st.roi_in, st.roi_out)
+            else:
+                out = st.module.process(p, buf, st.roi_in, st.roi_out)
+            exp = (p.dsc_out.channels, st.roi_out.height, st.roi_out.width)
+            got = out.shape if out.ndim == 3 else (1,) + out.shape
+            if tuple(got) != exp:
+                raise PixelpipeError(f"internal: module {st.label} returned {tuple(got)}, expected {exp}")
+            self.executions[st.label] += 1
+            rec.executed.append(st.label)
+            self.cache.put(keys[i], out)
+            buf = out
+        if self.focused:
+            fop, finst = parse_label(self.focused)
+            for i, st in enumerate(stages):
+                if (st.module.op, st.instance.instance) == (fop, finst) and i > 0:
+                    focus_key = keys[i - 1]
+            if focus_key:
+                self.cache.mark_important(focus_key)
+        self.last = rec
+        return buf
+
+    def fit_scale(self, width: int | None = None, height: int | None = None,
+                  allow_upscale: bool = False) -> tuple[float, int, int]:
+        w, h = self.full_size()
+        s = 1.0
+        if width:
+            s = width / w
+        if height:
+            s = min(s, height / h) if width else height / h
+        if not allow_upscale:
+            s = min(s, 1.0)
+        if s <= 0 or not math.isfinite(s):
+            raise PixelpipeError("width and height must be positive")
+        return s, scaled(w, s), scaled(h, s)
+
+    def render(self, width: int | None = None, height: int | None = None, *,
+               allow_upscale: bool = False) -> np.ndarray:
+        """The whole image fitted into width x height: planar (3, h, w) display-encoded."""
+        s, w, h = self.fit_scale(width, height, allow_upscale)
+        return self.process(ROI(0, 0, w, h, s), upscale=s > 1.0)
+
+    def output_profile(self) -> str:
+        st = [s for s in self.stages() if s.module.op == "colorout"]
+        return st[-1].piece.params.profile if st else "srgb"
