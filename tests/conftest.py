@@ -45,6 +45,12 @@ def raw_file(name: str) -> Path:
     return need(raw_dir() / name, f"raw file {name}")
 
 
+# compiled Halide kernels are shared by the whole run (and later runs) so each
+# test does not pay the compile again; tests of the cache itself use their own
+os.environ.setdefault("PIXELPIPE_KERNEL_CACHE",
+                      str(Path(__file__).resolve().parents[1] / "build" / "test-kernels"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     """Never touch the real user's config/cache: each test gets its own."""

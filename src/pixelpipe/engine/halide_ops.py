@@ -14,13 +14,21 @@ xo, yo, xi, yi = hl.Var("xo"), hl.Var("yo"), hl.Var("xi"), hl.Var("yi")
 VEC = 16  # float32 lanes for AVX-512; Halide splits for narrower targets
 
 
-def schedule_point_rgb(f: hl.Func, planar: bool = True) -> None:
-    """CPU schedule of a point-wise planar RGB stage: rows in parallel, x vectorised."""
-    f.reorder(x, y, c).vectorize(x, VEC).parallel(y, 8) if planar else None
+GUARD = hl.TailStrategy.GuardWithIf  # any size works, down to 1x1; steady state stays unguarded
+
+
+def rows(f: hl.Func) -> hl.Func:
+    """CPU schedule of an output: strips of rows in parallel, x vectorised."""
+    return f.vectorize(x, VEC, GUARD).parallel(y, 8, GUARD)
+
+
+def schedule_point_rgb(f: hl.Func) -> None:
+    """A point-wise planar RGB stage: per channel plane, rows in parallel."""
+    rows(f.reorder(x, y, c))
 
 
 def schedule_point_2d(f: hl.Func) -> None:
-    f.vectorize(x, VEC).parallel(y, 8)
+    rows(f)
 
 
 def pattern_lut(cfa_pattern: np.ndarray, per_colour: np.ndarray) -> np.ndarray:
@@ -73,10 +81,10 @@ def _build_resample():
     out[x, y, c] = hl.f32(0)
     out[x, y, c] += wy[ky, y] * horizontal[x, iy[ky, y], c]
     # horizontal pass over all needed input rows, then vertical; both parallel over rows
-    horizontal.compute_root().reorder(x, y, c).parallel(y, 8).vectorize(x, VEC)
-    horizontal.update(0).reorder(x, kx, y, c).parallel(y, 8).vectorize(x, VEC)
-    out.compute_root().reorder(x, y, c).parallel(y, 8).vectorize(x, VEC)
-    out.update(0).reorder(x, ky, y, c).parallel(y, 8).vectorize(x, VEC)
+    rows(horizontal.compute_root().reorder(x, y, c))
+    horizontal.update(0).reorder(x, kx, y, c).parallel(y, 8, GUARD).vectorize(x, VEC, GUARD)
+    rows(out.compute_root().reorder(x, y, c))
+    out.update(0).reorder(x, ky, y, c).parallel(y, 8, GUARD).vectorize(x, VEC, GUARD)
     horizontal.bound(y, 0, inp.dim(1).extent())
     return out, [inp, ix, wx, iy, wy]
 

@@ -85,6 +85,8 @@ def _key(name: str, variant: str, device: str, source_tag: str) -> str:
 def source_tag_of(*objs) -> str:
     """Hash of the Python source files that define a kernel (module + engine helpers)."""
     h = hashlib.sha256()
+    # the shared schedule helpers shape every kernel too
+    h.update((Path(__file__).parent / "halide_ops.py").read_bytes())
     for o in objs:
         path = getattr(o, "__file__", None) or sys.modules[o.__module__].__file__
         h.update(Path(path).read_bytes())

@@ -305,3 +305,14 @@ def cfa_at(cfa: CFA | None, x: int, y: int) -> CFA | None:
     n, m = cfa.pattern.shape
     pat = np.roll(np.roll(cfa.pattern, -(y % n), axis=0), -(x % m), axis=1)
     return CFA(cfa.kind, pat, cfa.colors)
+
+
+def window(inp: np.ndarray, roi_in: ROI, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """The (x, y, w, h) window of a buffer that covers ``roi_in`` (same scale), edges repeated."""
+    ox, oy = x - roi_in.x, y - roi_in.y
+    H, W = inp.shape[-2], inp.shape[-1]
+    if 0 <= ox and 0 <= oy and ox + w <= W and oy + h <= H:
+        return inp[..., oy: oy + h, ox: ox + w]
+    ys = np.clip(np.arange(oy, oy + h), 0, H - 1)
+    xs = np.clip(np.arange(ox, ox + w), 0, W - 1)
+    return inp[..., ys[:, None], xs[None, :]]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, schedule_point_rgb, x, y
+from ..engine.halide_ops import c, rows, schedule_point_rgb, x, y
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from . import colorspaces as cs
 from .base import Flags, Module, Params, Piece, ROI, param
@@ -40,8 +40,8 @@ def _build():
     linear[x, y, c] = hl.select(g == 1.0, v, hl.select(v >= d, hl.pow(hl.max(a * v + b, 0.0), g), cc * v))
     working = hl.Func("working")
     working[x, y, c] = (m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2])
-    working.reorder(c, x, y).bound(c, 0, 3).unroll(c).vectorize(x, 16).parallel(y, 8)
-    linear.compute_at(working, x).vectorize(x)
+    working.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    rows(working)
     return working, [rgb, m, g, a, b, cc, d]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, x, y
+from ..engine.halide_ops import c, rows, x, y
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from . import colorspaces as cs
 from .base import Flags, Module, Params, Piece, ROI, param
@@ -37,8 +37,8 @@ def _build():
     L = linear[x, y, c]
     encoded = hl.Func("encoded")
     encoded[x, y, c] = hl.select(L >= cutoff, (hl.pow(L, inv_g) - b) / a, L * cc)
-    encoded.reorder(c, x, y).bound(c, 0, 3).unroll(c).vectorize(x, 16).parallel(y, 8)
-    linear.compute_at(encoded, x).vectorize(x)
+    encoded.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    rows(encoded)
     return encoded, [rgb, m, inv_g, a, b, cc, cutoff]
 
 

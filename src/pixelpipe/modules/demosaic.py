@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, resample, x, y
+from ..engine.halide_ops import VEC, c, resample, rows, x, y
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from ..errors import UnsupportedCFAError
 from .base import BufferDesc, Flags, Module, Params, Piece, ROI, cfa_at, param
@@ -67,7 +67,7 @@ def _build_bilinear():
             den = den + mask
     rgb = hl.Func("rgb")
     rgb[x, y, c] = num / den
-    rgb.reorder(c, x, y).bound(c, 0, 3).unroll(c).vectorize(x, 16).parallel(y, 8)
+    rows(rgb.reorder(c, x, y).bound(c, 0, 3).unroll(c))
     return rgb, [raw, pat]
 
 
@@ -99,8 +99,8 @@ def _build_mhc():
                              chroma(2))
     # -- schedule: rows in parallel strips, filters kept per strip in cache
     rgb.reorder(c, x, y).bound(c, 0, 3).unroll(c)
-    rgb.split(y, yo, yi, 32).parallel(yo).vectorize(x, 16)
-    filt.compute_at(rgb, yi).reorder(c, x, y).unroll(c).vectorize(x, 16)
+    rgb.split(y, yo, yi, 32, hl.TailStrategy.GuardWithIf).parallel(yo).vectorize(x, VEC, hl.TailStrategy.GuardWithIf)
+    filt.compute_at(rgb, yi).reorder(c, x, y).unroll(c).vectorize(x, VEC, hl.TailStrategy.GuardWithIf)
     return rgb, [raw, pat]
 
 
@@ -119,7 +119,7 @@ def _build_half():
                 n = n + hl.select(col(i, j) == k, hl.f32(1), hl.f32(0))
         acc[k] = s / hl.max(n, 1)
     half[x, y, c] = hl.select(c == 0, acc[0], c == 1, acc[1], acc[2])
-    half.reorder(c, x, y).bound(c, 0, 3).unroll(c).vectorize(x, 8).parallel(y, 8)
+    rows(half.reorder(c, x, y).bound(c, 0, 3).unroll(c))
     return half, [raw, pat]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, x, y
+from ..engine.halide_ops import c, rows, x, y
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from .base import Flags, Module, Params, Piece, ROI, Tags, param
 
@@ -53,7 +53,7 @@ def _build():
     oriented = hl.Func("oriented")
     oriented[x, y, c] = img[hl.clamp(sx - ix0, 0, img.dim(0).extent() - 1),
                             hl.clamp(sy - iy0, 0, img.dim(1).extent() - 1), c]
-    oriented.reorder(x, y, c).vectorize(x, 16).parallel(y, 8)
+    rows(oriented.reorder(x, y, c))
     return oriented, [img, fx, fy, swap, x0, y0, ix0, iy0, w_in, h_in]
 
 

@@ -1,0 +1,300 @@
+"""The ``pixelpipe`` command, modelled on darktable-cli.
+
+Every error the user can cause is one line on stderr naming the file and the
+problem, with a non-zero exit; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .errors import OrderError, OutputError, PixelpipeError
+
+WORKFLOWS = ["scene-referred", "scene-referred-sigmoid", "scene-referred-filmic", "scene-referred-agx",
+             "display-referred", "none"]
+OUTPUT_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+def _notice(msg: str) -> None:
+    print(f"pixelpipe: notice: {msg}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ export
+def _outputs(inputs: list[str], output: str) -> list[tuple[str, Path]]:
+    out = Path(output)
+    if len(inputs) == 1 and out.suffix.lower() in OUTPUT_EXTS and not out.is_dir():
+        return [(inputs[0], out)]
+    if out.suffix.lower() in OUTPUT_EXTS and not out.is_dir():
+        raise OutputError("several inputs need an output folder, not a file name", path=output)
+    files: list[str] = []
+    for i in inputs:
+        p = Path(i)
+        if p.is_dir():
+            files += sorted(str(f) for f in p.rglob("*") if f.is_file() and not f.name.endswith((".xmp", ".json")))
+        else:
+            files.append(i)
+    return [(f, out / (Path(f).stem + ".jpg")) for f in files]
+
+
+def cmd_export(a) -> int:
+    from .api import export
+
+    jobs = _outputs(a.inputs, a.output)
+    if len(jobs) > 1:
+        Path(a.output).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for src, dst in jobs:
+        t0 = time.perf_counter()
+        try:
+            from .api import open as open_photo
+
+            photo = open_photo(src, sidecar=a.sidecar, workflow=a.workflow, order=a.order)
+            if a.style:
+                from .presets import apply_style  # noqa: F401 (issue 3)
+            path = photo.export(dst, width=a.width, height=a.height, hq=a.hq, bpp=a.bpp, device=a.device,
+                                overwrite=a.overwrite, quality=a.quality)
+            for n in photo.notices:
+                _notice(f"{src}: {n}")
+            if not a.quiet:
+                print(f"{src} -> {path} ({time.perf_counter() - t0:.2f} s)")
+        except PixelpipeError as e:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            print(f"pixelpipe: error: {e}", file=sys.stderr)
+            if a.debug:
+                traceback.print_exc()
+    if len(jobs) > 1:
+        print(f"{len(jobs) - failed} written, {failed} failed")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------ order
+def _photo_for_order(a):
+    from .api import open as open_photo
+
+    return open_photo(a.image, sidecar=a.sidecar, workflow=a.workflow)
+
+
+def cmd_order(a) -> int:
+    from .pipe.history import parse_label, sidecar_path
+    from .pipe.order import list_order_presets, save_order_preset
+
+    if a.order_cmd == "presets":
+        from .pipe.order import ORDER_PRESETS
+
+        for n in ORDER_PRESETS:
+            print(n)
+        for n in list_order_presets():
+            print(f"{n} (user)")
+        return 0
+    photo = _photo_for_order(a)
+    order = photo.edit.order
+    if a.order_cmd == "show":
+        enabled = {(i.op, i.instance) for i in photo.edit.instances if i.enabled}
+        print(f"# order: {order.kind()}")
+        for k, e in enumerate(order.entries()):
+            label = e.op if e.instance == 0 else f"{e.op}#{e.instance}"
+            if a.all or (e.op, e.instance) in enabled:
+                mark = "*" if (e.op, e.instance) in enabled else " "
+                print(f"{k:3d} {mark} {label}")
+        return 0
+    if a.order_cmd == "check":
+        problems = order.problems()
+        if problems:
+            for p in problems:
+                print(f"pixelpipe: error: {a.image}: {p}", file=sys.stderr)
+            return 3
+        print(f"{a.image}: order {order.kind()} is valid")
+        return 0
+    if a.order_cmd == "move":
+        op, n = parse_label(a.module)
+        anchor = a.before or a.after
+        aop, an = parse_label(anchor)
+        if a.before:
+            order.move_before(op, n, aop, an)
+        else:
+            order.move_after(op, n, aop, an)
+        dest = Path(a.sidecar) if a.sidecar else sidecar_path(a.image)
+        photo.edit.save(dest)
+        print(f"{a.module} moved {'before' if a.before else 'after'} {anchor}; order is now {order.kind()} ({dest})")
+        return 0
+    if a.order_cmd == "set":
+        from .pipe.history import order_by_name
+
+        photo.edit.order = order_by_name(a.preset)
+        dest = Path(a.sidecar) if a.sidecar else sidecar_path(a.image)
+        photo.edit.save(dest)
+        print(f"order {a.preset} applied ({dest})")
+        return 0
+    if a.order_cmd == "save-preset":
+        path = save_order_preset(a.name, order)
+        print(f"saved order preset {a.name!r} ({path})")
+        return 0
+    if a.order_cmd == "write-xmp":
+        from .io.xmp import write_xmp_order
+
+        dest = Path(a.out) if a.out else Path(str(a.image) + ".xmp")
+        notices = write_xmp_order(dest, order, overwrite=a.overwrite)
+        for n in notices or []:
+            _notice(n)
+        print(f"wrote {dest}")
+        return 0
+    raise OrderError(f"unknown order command {a.order_cmd}")
+
+
+# ------------------------------------------------------------------ misc
+def cmd_modules(a) -> int:
+    from .modules import registry
+    from .modules.base import Flags
+
+    for op, cls in sorted(registry().items()):
+        flags = [f.name.lower() for f in Flags if f and f.name and cls.flags & f]
+        print(f"{op:16s} {cls.summary}  [{', '.join(flags)}]")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .io.decode import load
+
+    img = load(a.image)
+    print(f"file:        {img.path}")
+    print(f"kind:        {img.kind}" + (f" ({img.cfa.kind} {img.cfa.colors})" if img.cfa else ""))
+    print(f"size:        {img.width} x {img.height}")
+    if img.is_raw:
+        print(f"black/white: {list(img.black)} / {img.white}")
+        print(f"as-shot WB:  {img.wb_as_shot}")
+        print(f"matrix:      {img.xyz_to_cam_source or 'none'}")
+    print(f"orientation: {img.orientation}")
+    for k, v in sorted(img.exif.items()):
+        print(f"exif.{k}: {v}")
+    return 0
+
+
+def cmd_sample(a) -> int:
+    from .io.sample import make_sample_dng
+
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise OutputError("exists (use --overwrite to replace it)", path=str(out))
+    make_sample_dng(out, width=a.width, height=a.height)
+    print(f"wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pixelpipe", description="Raw-photo engine on darktable's processing model")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version="pixelpipe 0.1.0")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp):
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    e = sub.add_parser("export", help="process raws/images and write JPEG/PNG/TIFF")
+    common(e)
+    e.add_argument("inputs", nargs="+", metavar="INPUT")
+    e.add_argument("output", metavar="OUTPUT")
+    e.add_argument("--sidecar", help="edit to apply (default: INPUT.pixelpipe.json, else the workflow's defaults)")
+    e.add_argument("--width", type=int, help="fit into this width (no upscaling)")
+    e.add_argument("--height", type=int, help="fit into this height")
+    e.add_argument("--hq", action="store_true", help="high quality: process at full size, downscale at the end")
+    e.add_argument("--workflow", choices=WORKFLOWS, default=None)
+    e.add_argument("--order", help="legacy|v30|v30_jpg|v50|v50_jpg or a saved order preset")
+    e.add_argument("--bpp", type=int, choices=(8, 16, 32), default=8)
+    e.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100")
+    e.add_argument("--device", default="cpu", help="cpu|cuda|auto (metal|vulkan|opencl experimental)")
+    e.add_argument("--style", help="apply a named style (several module presets)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+    o = sub.add_parser("order", help="show, check and change the module order of an image's edit")
+    common(o)
+    osub = o.add_subparsers(dest="order_cmd", required=True)
+    for name, hlp in (("show", "list the order (* = enabled)"), ("check", "validate the order"),
+                      ("move", "move a module before/after another (darktable's Ctrl+Shift drag)"),
+                      ("set", "apply a built-in or saved order preset"),
+                      ("save-preset", "save the image's order as a named preset"),
+                      ("write-xmp", "write darktable's order fields to a NEW XMP file")):
+        sp = osub.add_parser(name, help=hlp)
+        common(sp)
+        sp.add_argument("image")
+        sp.add_argument("--sidecar")
+        sp.add_argument("--workflow", choices=WORKFLOWS, default=None)
+        if name == "show":
+            sp.add_argument("--all", action="store_true", help="also modules that are not enabled")
+        if name == "move":
+            sp.add_argument("module", help="op or op#N")
+            g = sp.add_mutually_exclusive_group(required=True)
+            g.add_argument("--before", metavar="OP[#N]")
+            g.add_argument("--after", metavar="OP[#N]")
+        if name == "set":
+            sp.add_argument("preset")
+        if name == "save-preset":
+            sp.add_argument("name")
+        if name == "write-xmp":
+            sp.add_argument("--out")
+            sp.add_argument("--overwrite", action="store_true")
+    pr = osub.add_parser("presets", help="list built-in and saved order presets")
+    common(pr)
+    o.set_defaults(func=cmd_order)
+
+    m = sub.add_parser("modules", help="list the processing modules")
+    common(m)
+    m.set_defaults(func=cmd_modules)
+
+    i = sub.add_parser("info", help="show what the decoder reads from a file")
+    common(i)
+    i.add_argument("image")
+    i.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("sample", help="write the synthetic sample DNG (a chart through a real Bayer mosaic)")
+    common(s)
+    s.add_argument("output")
+    s.add_argument("--width", type=int, default=1200)
+    s.add_argument("--height", type=int, default=800)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    try:
+        from . import cli_ai
+
+        cli_ai.register(sub)
+    except ImportError:
+        pass
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        return int(args.func(args) or 0)
+    except PixelpipeError as e:
+        print(f"pixelpipe: error: {e}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("pixelpipe: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("pixelpipe: error: out of memory", file=sys.stderr)
+        return 75
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback, unless --debug
+        print(f"pixelpipe: internal error: {e.__class__.__name__}: {e} (run with --debug for details)",
+              file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

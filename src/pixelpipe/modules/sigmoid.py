@@ -1,0 +1,135 @@
+"""sigmoid: scene-referred to display tone mapping with a log-logistic curve.
+
+The curve (darktable's sigmoid model): ``f(v) = W * (F / (P + F))^p`` with
+``F = (fog + v)^c`` — contrast ``c`` (film power), skew ``p`` (paper power),
+``P`` (paper exposure) and ``fog`` solved so that scene 0 maps to the target
+black, scene middle grey (0.1845) to display middle grey, scene infinity to
+the target white, and the slope at grey depends on contrast only.
+Colour: "per channel" with hue preservation (the middle channel is moved back
+towards the input's hue, keeping the channel sum) or "rgb ratio" (the curve
+on the mean, ratios kept). Negative inputs are desaturated to zero first.
+Output: display-referred linear RGB in the working space.
+Region of interest: a point operation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import halide as hl
+import numpy as np
+
+from ..engine.halide_ops import c, rows, x, y
+from ..engine.kernels import f32, get_kernel, source_tag_of
+from .base import Flags, Module, Params, Piece, ROI, param
+
+MIDDLE_GREY = 0.1845
+
+
+@dataclass
+class SigmoidParams(Params):
+    """Sigmoid tone mapper.
+
+    middle_grey_contrast: slope at middle grey, 0.1..10.
+    contrast_skewness: shifts contrast towards shadows (<0) or highlights (>0), -1..1.
+    display_white_target: % of display white, 20..1600.
+    display_black_target: % of display white, 0..15.
+    color_processing: "per_channel" or "rgb_ratio".
+    hue_preservation: % of the input hue kept in per-channel mode, 0..100.
+    """
+
+    middle_grey_contrast: float = param(1.5, min=0.1, max=10.0)
+    contrast_skewness: float = param(0.0, min=-1.0, max=1.0)
+    display_white_target: float = param(100.0, min=20.0, max=1600.0, unit="%")
+    display_black_target: float = param(0.0152, min=0.0, max=15.0, unit="%")
+    color_processing: str = param("per_channel", choices=("per_channel", "rgb_ratio"))
+    hue_preservation: float = param(100.0, min=0.0, max=100.0, unit="%")
+
+
+def _curve_np(v, white, paper_exp, fog, film_power, paper_power):
+    v = np.asarray(v, dtype=np.float64)
+    film = np.where(fog + v > 0, np.power(np.maximum(fog + v, 0), film_power), 0.0)
+    return white * np.power(film / (paper_exp + film), paper_power)
+
+
+def curve_parameters(p: SigmoidParams, grey_target: float = MIDDLE_GREY) -> dict:
+    """Solve the curve's constants from the user parameters (see module docstring)."""
+    d = 1e-6
+    ref_power = p.middle_grey_contrast
+    ref_paper_exp = MIDDLE_GREY ** ref_power * (1.0 / MIDDLE_GREY - 1.0)
+    ref_slope = (_curve_np(MIDDLE_GREY + d, 1, ref_paper_exp, 0, ref_power, 1)
+                 - _curve_np(MIDDLE_GREY - d, 1, ref_paper_exp, 0, ref_power, 1)) / (2 * d)
+    paper_power = 5.0 ** (-p.contrast_skewness)
+    white = 0.01 * p.display_white_target
+    t_rel = (white / grey_target) ** (1.0 / paper_power) - 1.0
+    t_paper = MIDDLE_GREY * t_rel
+    t_slope = (_curve_np(MIDDLE_GREY + d, white, t_paper, 0, 1, paper_power)
+               - _curve_np(MIDDLE_GREY - d, white, t_paper, 0, 1, paper_power)) / (2 * d)
+    film_power = float(ref_slope / t_slope)
+    black = 0.01 * p.display_black_target
+    wg = (white / grey_target) ** (1.0 / paper_power) - 1.0
+    wb = (max(black, 1e-9) / white) ** (-1.0 / paper_power) - 1.0
+    fog = MIDDLE_GREY * wg ** (1 / film_power) / (wb ** (1 / film_power) - wg ** (1 / film_power))
+    paper_exp = (fog + MIDDLE_GREY) ** film_power * wg
+    return {"white": white, "black": black, "paper_exp": float(paper_exp), "fog": float(fog),
+            "film_power": film_power, "paper_power": paper_power}
+
+
+# -- algorithm ---------------------------------------------------------------
+def _build():
+    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
+    white, paper_exp, fog, film_power, paper_power, hue, ratio_mode = (
+        hl.Param(hl.Float(32), n) for n in ("white", "paper_exp", "fog", "film_power", "paper_power",
+                                            "hue", "ratio_mode"))
+
+    def curve(v):
+        film = hl.select(fog + v > 0, hl.pow(hl.max(fog + v, 1e-30), film_power), 0.0)
+        return white * hl.pow(film / (paper_exp + film), paper_power)
+
+    r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
+    # negative values: desaturate towards the (non-negative) mean until none is negative
+    avg = hl.max((r + g + b) / 3.0, 0.0)
+    lo = hl.min(hl.min(r, g), b)
+    sat = hl.select(lo < 0, -avg / (lo - avg), 1.0)
+    positive = hl.Func("positive")
+    positive[x, y, c] = avg + sat * (rgb[x, y, c] - avg)
+    pr, pg, pb = positive[x, y, 0], positive[x, y, 1], positive[x, y, 2]
+    vmin = hl.min(hl.min(pr, pg), pb)
+    vmax = hl.max(hl.max(pr, pg), pb)
+    vmid = pr + pg + pb - vmin - vmax
+    omin, omax, omid = curve(vmin), curve(vmax), curve(vmid)
+    midscale = hl.select(vmax - vmin > 1e-9, (vmid - vmin) / (vmax - vmin), 0.0)
+    new_mid = (1 - hue) * omid + hue * (omin + midscale * (omax - omin))
+    energy = hl.select(omin + new_mid + omax > 1e-12, (omin + omid + omax) / (omin + new_mid + omax), 1.0)
+    v = positive[x, y, c]
+    per_channel = hl.select(v == vmax, omax, v == vmin, omin, new_mid) * energy
+    mean = (pr + pg + pb) / 3.0
+    ratio = hl.select(mean > 1e-9, v * curve(mean) / mean, curve(mean))
+    mapped = hl.Func("mapped")
+    mapped[x, y, c] = hl.select(ratio_mode > 0.5, ratio, per_channel)
+    # -- schedule
+    mapped.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    rows(mapped)
+    return mapped, [rgb, white, paper_exp, fog, film_power, paper_power, hue, ratio_mode]
+
+
+class Sigmoid(Module):
+    op = "sigmoid"
+    name = "sigmoid"
+    Params = SigmoidParams
+    flags = Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
+    summary = "scene-to-display tone mapping (log-logistic curve)"
+
+    def commit(self, piece):
+        piece.data.update(curve_parameters(piece.params))
+
+    def output_desc(self, piece, dsc_in):
+        w = piece.data["white"]
+        return dsc_in.copy(processed_maximum=(w, w, w))
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        d, p = piece.data, piece.params
+        k = get_kernel("sigmoid", _build, source_tag=source_tag_of(_build), device=piece.device)
+        out = np.empty_like(inp)
+        k(f32(inp), d["white"], d["paper_exp"], d["fog"], d["film_power"], d["paper_power"],
+          p.hue_preservation / 100.0, 1.0 if p.color_processing == "rgb_ratio" else 0.0, out)
+        return out
