@@ -76,16 +76,15 @@ def _build_resample():
     ky = hl.RDom([(0, iy.dim(0).extent())], "ky")
     horizontal = hl.Func("horizontal")
     horizontal[x, y, c] = hl.f32(0)
-    horizontal[x, y, c] += wx[kx, x] * inp[ix[kx, x], y, c]
+    horizontal[x, y, c] += wx[kx, x] * inp[hl.clamp(ix[kx, x], 0, inp.dim(0).extent() - 1), y, c]
     out = hl.Func("resampled")
     out[x, y, c] = hl.f32(0)
-    out[x, y, c] += wy[ky, y] * horizontal[x, iy[ky, y], c]
+    out[x, y, c] += wy[ky, y] * horizontal[x, hl.clamp(iy[ky, y], 0, inp.dim(1).extent() - 1), c]
     # horizontal pass over all needed input rows, then vertical; both parallel over rows
     rows(horizontal.compute_root().reorder(x, y, c))
     horizontal.update(0).reorder(x, kx, y, c).parallel(y, 8, GUARD).vectorize(x, VEC, GUARD)
     rows(out.compute_root().reorder(x, y, c))
     out.update(0).reorder(x, ky, y, c).parallel(y, 8, GUARD).vectorize(x, VEC, GUARD)
-    horizontal.bound(y, 0, inp.dim(1).extent())
     return out, [inp, ix, wx, iy, wy]
 
 

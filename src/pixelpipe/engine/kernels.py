@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,6 +40,9 @@ Builder = Callable[[], tuple[hl.Func, Sequence[Any]]]
 #: How many Halide compilations this process has done (JIT or AOT). The
 #: "second process compiles nothing" test reads it.
 STATS = {"compiled": 0, "loaded_from_disk": 0, "jit": 0}
+
+# Halide warns when a Python float constant is narrowed to float32; our constants are meant as float32
+warnings.filterwarnings("ignore", message="The floating-point value", category=RuntimeWarning)
 
 _lock = threading.RLock()
 _memory: dict[str, "Kernel"] = {}

@@ -78,8 +78,11 @@ class Pipe:
         self.notices: list[str] = list(edit.notices) + list(image.notices)
         if image.is_raw and (image.cfa is None or image.cfa.kind != "bayer"):
             kind_name = image.cfa.kind if image.cfa is not None else "unknown"
-            raise UnsupportedCFAError(f"{kind_name} colour filter arrays are not supported yet "
-                                      "(this version processes Bayer raws)", path=image.path)
+            what = {"xtrans": "X-Trans (6x6) mosaics", "4color": "four-colour (CYGM) mosaics",
+                    "none": "non-CFA (full-colour/linear) raw data", "mono": "monochrome raws"}.get(
+                        kind_name, f"{kind_name} colour filter arrays")
+            raise UnsupportedCFAError(f"not supported yet: {what} (this version processes Bayer raws)",
+                                      path=image.path)
 
     # ------------------------------------------------------------------ flags
     @property
