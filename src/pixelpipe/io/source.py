@@ -20,7 +20,9 @@ class CFA:
     of colour indices into ``colors`` (e.g. "RGBG" for Bayer: 0=R, 1=G, 2=B,
     3=second G), read from the top-left of the *visible/active* area.
     ``kind`` is one of "bayer", "xtrans", "4color", "none" (non-CFA/linear),
-    "mono".
+    "mono". For "none" (LibRaw ``RawType.Stack``: LinearRaw DNG, Kodak YRGB)
+    the mosaic is planar ``(C, H, W)`` and ``pattern`` is ``(1, C)``: channel
+    ``c`` holds colour ``colors[pattern[0, c]]``. For "mono" it is ``[[0]]``.
     """
 
     kind: str
@@ -55,12 +57,30 @@ class SourceImage:
     xyz_to_cam_source: "file", "libraw" or None.
     orientation: EXIF orientation 1..8 (1 = as stored).
     exif: dict of EXIF fields (maker, model, iso, exposure_time, fnumber,
-          focal_length, datetime, lens, exposure_bias, ...).
+          focal_length, datetime, lens, exposure_bias, ...); for raws also
+          camera_maker/camera_model, LibRaw's normalised names (for camera
+          lookups), while maker/model are as the file writes them.
     raw_exif_bytes: raw EXIF block to copy into exports, if any.
     noise_profile: DNG NoiseProfile pairs (scale, offset) per plane, or None.
     gain_maps: DNG OpcodeList GainMap entries (list of dicts), if present.
     icc_profile: embedded ICC of a non-raw input, if any.
-    encoding: for rgb inputs, "srgb" or "linear".
+    encoding: for rgb inputs, "srgb" or "linear"; "icc" when an embedded
+          profile that is not sRGB describes the values (see icc_profile).
+    xyz_to_cam: the XYZ -> camera matrix as read (n_colours x 3, Adobe/LibRaw
+          convention, not normalised); ``cam_to_xyz`` is its (pseudo-)inverse
+          (3 x n_colours: 3x3 for RGB cameras, 3x4 for CYGM).
+    calibration_illuminant: EXIF LightSource code of that matrix (21 = D65;
+          LibRaw's table matrices are D65), or None.
+    black_map: DNG BlackLevel pattern (rows, cols) in sensor units, phase at the
+          top-left of ``data``, when it is not expressible per CFA colour
+          (``black`` then holds per-colour means); None otherwise.
+    crop: default crop (x, y, w, h) in ``data`` coordinates (LibRaw's inset
+          crop / DNG DefaultCrop), or None.
+    dng_opcodes: names of the DNG opcodes per list ("1", "2", "3"), or None.
+    notices: one-line remarks for the user (missing WB, unsupported opcodes, ...).
+
+    Gain maps (``gain_maps``) come from OpcodeList2 only; their Top/Left/Bottom/
+    Right are relative to the DNG active area, which is ``data``'s origin.
     """
 
     path: str
@@ -81,6 +101,11 @@ class SourceImage:
     icc_profile: bytes | None = None
     encoding: str = "linear"
     notices: list[str] = field(default_factory=list)
+    xyz_to_cam: np.ndarray | None = None
+    calibration_illuminant: int | None = None
+    black_map: np.ndarray | None = None
+    crop: tuple[int, int, int, int] | None = None
+    dng_opcodes: dict[str, list[str]] | None = None
 
     @property
     def width(self) -> int:

@@ -227,6 +227,8 @@ class Piece:
     fast: bool = False
     hq: bool = False
     device: str = "cpu"
+    #: this instance is the module focused in a darkroom pipe
+    focused: bool = False
     buf_in: tuple[int, int] = (0, 0)
     buf_out: tuple[int, int] = (0, 0)
     dsc_in: BufferDesc | None = None

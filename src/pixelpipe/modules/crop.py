@@ -48,8 +48,10 @@ class Crop(Module):
     summary = "crop to a rectangle"
 
     def _box(self, piece) -> tuple[int, int, int, int]:
-        """Crop box at full resolution: x0, y0, width, height."""
+        """Crop box at full resolution: x0, y0, width, height (whole frame while focused)."""
         w, h = piece.buf_in
+        if piece.focused:
+            return 0, 0, w, h
         p = piece.params
         x0, y0 = int(round(p.cx * w)), int(round(p.cy * h))
         x1, y1 = int(round(p.cw * w)), int(round(p.ch * h))

@@ -176,6 +176,7 @@ class Demosaic(Module):
     def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
         self._check_cfa(piece)
         pattern = cfa_at(piece.image.cfa, roi_in.x, roi_in.y).rgb_pattern()
+        piece.data["path"] = "half" if self._half_size(piece, roi_out) else piece.params.method
         if self._half_size(piece, roi_out):
             h, w = inp.shape
             half = run_kernel("half", inp[: h - h % 2, : w - w % 2], pattern, piece.device)

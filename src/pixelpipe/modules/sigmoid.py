@@ -82,7 +82,7 @@ def _build():
                                             "hue", "ratio_mode"))
 
     def curve(v):
-        film = hl.select(fog + v > 0, hl.pow(hl.max(fog + v, 1e-30), film_power), 0.0)
+        film = hl.select(fog + v > 0, hl.pow(hl.max(fog + v, hl.f32(1e-30)), film_power), 0.0)
         return white * hl.pow(film / (paper_exp + film), paper_power)
 
     r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
@@ -97,13 +97,13 @@ def _build():
     vmax = hl.max(hl.max(pr, pg), pb)
     vmid = pr + pg + pb - vmin - vmax
     omin, omax, omid = curve(vmin), curve(vmax), curve(vmid)
-    midscale = hl.select(vmax - vmin > 1e-9, (vmid - vmin) / (vmax - vmin), 0.0)
+    midscale = hl.select(vmax - vmin > hl.f32(1e-9), (vmid - vmin) / (vmax - vmin), 0.0)
     new_mid = (1 - hue) * omid + hue * (omin + midscale * (omax - omin))
-    energy = hl.select(omin + new_mid + omax > 1e-12, (omin + omid + omax) / (omin + new_mid + omax), 1.0)
+    energy = hl.select(omin + new_mid + omax > hl.f32(1e-12), (omin + omid + omax) / (omin + new_mid + omax), 1.0)
     v = positive[x, y, c]
     per_channel = hl.select(v == vmax, omax, v == vmin, omin, new_mid) * energy
     mean = (pr + pg + pb) / 3.0
-    ratio = hl.select(mean > 1e-9, v * curve(mean) / mean, curve(mean))
+    ratio = hl.select(mean > hl.f32(1e-9), v * curve(mean) / mean, curve(mean))
     mapped = hl.Func("mapped")
     mapped[x, y, c] = hl.select(ratio_mode > 0.5, ratio, per_channel)
     # -- schedule

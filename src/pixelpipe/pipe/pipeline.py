@@ -52,6 +52,7 @@ class RunRecord:
     """What the last run did, for tests and profiling."""
 
     stages: list[tuple[str, ROI, ROI]] = field(default_factory=list)
+    pieces: dict[str, Piece] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
     from_cache: str | None = None
 
@@ -131,7 +132,8 @@ class Pipe:
             module = cls()
             params = inst.params if inst.params is not None else module.default_params(self.image)
             piece = Piece(op, n, params, self.image, pipe=self.kind, fast=self.fast, hq=self.hq,
-                          device=self.device)
+                          device=self.device,
+                          focused=self.is_basic and self.focused is not None and pos == focus_pos)
             st = Stage(module, inst, piece)
             # darktable's skip rule: a focused distorting module shows the full frame
             if (self.is_basic and focus_pos is not None and pos > focus_pos
@@ -166,7 +168,8 @@ class Pipe:
             p.buf_out = (w, h)
             dsc = st.module.output_desc(p, dsc)
             p.dsc_out = dsc
-            ph = f"{st.module.op}|{st.instance.instance}|{type(p.params).VERSION}|{p.params.digest()}"
+            ph = (f"{st.module.op}|{st.instance.instance}|{type(p.params).VERSION}|{p.params.digest()}"
+                  f"|focused={p.focused}")
             running = hashlib.sha256(f"{running}|{ph}".encode()).hexdigest()
             st.hash = running
             for n in p.notices:
@@ -206,7 +209,8 @@ class Pipe:
         """Process the region ``roi_out`` (in the final output's scaled space)."""
         stages, _ = self.plan(upscale)
         self._backward(stages, roi_out)
-        rec = RunRecord(stages=[(st.label, st.roi_in, st.roi_out) for st in stages])
+        rec = RunRecord(stages=[(st.label, st.roi_in, st.roi_out) for st in stages],
+                        pieces={st.label: st.piece for st in stages})
         keys = [hashlib.sha256(f"{st.hash}|{st.roi_out}|{st.roi_in}".encode()).hexdigest() for st in stages]
         start, buf = 0, None
         for i in range(len(stages) - 1, -1, -1):
@@ -217,7 +221,15 @@ class Pipe:
                 break
         if buf is None:
             buf = self._input(stages[0].roi_in)
-        focus_key = None
+        # the input of the focused module is kept (darktable's next_important_module)
+        focus_in = None
+        if self.focused:
+            fop, finst = parse_label(self.focused)
+            for i, st in enumerate(stages):
+                if (st.module.op, st.instance.instance) == (fop, finst) and i > 0:
+                    focus_in = i - 1
+        if focus_in is not None and focus_in < start:
+            self.cache.mark_important(keys[focus_in])
         for i in range(start, len(stages)):
             st = stages[i]
             p = st.piece
@@ -231,15 +243,10 @@ class Pipe:
                 raise PixelpipeError(f"internal: module {st.label} returned {tuple(got)}, expected {exp}")
             self.executions[st.label] += 1
             rec.executed.append(st.label)
-            self.cache.put(keys[i], out)
+            if i == focus_in:
+                self.cache.mark_important("")  # only one important line at a time
+            self.cache.put(keys[i], out, important=i == focus_in)
             buf = out
-        if self.focused:
-            fop, finst = parse_label(self.focused)
-            for i, st in enumerate(stages):
-                if (st.module.op, st.instance.instance) == (fop, finst) and i > 0:
-                    focus_key = keys[i - 1]
-            if focus_key:
-                self.cache.mark_important(focus_key)
         self.last = rec
         return buf
 
