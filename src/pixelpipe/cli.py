@@ -77,7 +77,9 @@ def cmd_export(a) -> int:
 def _photo_for_order(a):
     from .api import open as open_photo
 
-    return open_photo(a.image, sidecar=a.sidecar, workflow=a.workflow)
+    # a --sidecar that does not exist yet is where the changed edit will be written
+    sidecar = a.sidecar if a.sidecar and Path(a.sidecar).exists() else None
+    return open_photo(a.image, sidecar=sidecar, workflow=a.workflow)
 
 
 def cmd_order(a) -> int:

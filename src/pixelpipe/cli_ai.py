@@ -30,59 +30,66 @@ def _note(msg: str) -> None:
 
 # --------------------------------------------------------------------------- parser
 
+def _add(subparsers, name: str, **kw) -> argparse.ArgumentParser:
+    """``subparsers.add_parser`` that also accepts ``--debug`` after the command."""
+    p = subparsers.add_parser(name, **kw)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return p
+
+
 def register(subparsers) -> None:
     """Add the ``ai`` and ``prefs`` commands to ``subparsers``."""
-    ai = subparsers.add_parser(
-        "ai", help="AI models and runtime (opt-in: pixelpipe prefs set ai.enabled true)",
+    ai = _add(
+        subparsers, "ai", help="AI models and runtime (opt-in: pixelpipe prefs set ai.enabled true)",
         description="AI subsystem: models for the tasks mask, denoise, rawdenoise, upscale; "
                     "ONNX Runtime providers. Off until 'pixelpipe prefs set ai.enabled true'.")
     ai.set_defaults(func=run, _pp_group="ai")
     ai_sub = ai.add_subparsers(dest="ai_command", metavar="COMMAND")
     ai_sub.required = True
-    ai_sub.add_parser("status", help="is AI on, which runtime, provider, models dir, task slots")
-    ai_sub.add_parser("providers", help="which execution providers work on this computer")
+    _add(ai_sub, "status", help="is AI on, which runtime, provider, models dir, task slots")
+    _add(ai_sub, "providers", help="which execution providers work on this computer")
 
-    models = ai_sub.add_parser("models", help="list, download, install, activate, delete models")
+    models = _add(ai_sub, "models", help="list, download, install, activate, delete models")
     ms = models.add_subparsers(dest="models_command", metavar="ACTION")
     ms.required = True
-    p = ms.add_parser("list", help="catalogue and installed models, and the active model per task")
+    p = _add(ms, "list", help="catalogue and installed models, and the active model per task")
     p.add_argument("--task", choices=prefs.TASKS)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = ms.add_parser("info", help="one model: description, licence, training data, files")
+    p = _add(ms, "info", help="one model: description, licence, training data, files")
     p.add_argument("id")
-    p = ms.add_parser("download", help="download and install models from the model repository")
+    p = _add(ms, "download", help="download and install models from the model repository")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--force", action="store_true", help="download again even if installed")
     for name, what in (("download-defaults", "the default model of every task"),
                        ("download-all", "every model published in the repository")):
-        p = ms.add_parser(name, help=f"download {what}")
+        p = _add(ms, name, help=f"download {what}")
         p.add_argument("--force", action="store_true", help="download again even if installed")
-    p = ms.add_parser("install", help="install a .dtmodel/zip package from a file")
+    p = _add(ms, "install", help="install a .dtmodel/zip package from a file")
     p.add_argument("file")
-    p = ms.add_parser("activate", help="make a model the active one of its task")
+    p = _add(ms, "activate", help="make a model the active one of its task")
     p.add_argument("id")
-    p = ms.add_parser("deactivate", help="switch a task off (its slot becomes 'none')")
+    p = _add(ms, "deactivate", help="switch a task off (its slot becomes 'none')")
     p.add_argument("task", choices=prefs.TASKS)
-    p = ms.add_parser("delete", help="remove an installed model (unsets its slot if active)")
+    p = _add(ms, "delete", help="remove an installed model (unsets its slot if active)")
     p.add_argument("id")
-    p = ms.add_parser("check", help="load a model's ONNX files in ONNX Runtime and show their tensors")
+    p = _add(ms, "check", help="load a model's ONNX files in ONNX Runtime and show their tensors")
     p.add_argument("id")
 
-    pr = subparsers.add_parser("prefs", help="get, set and list preferences (prefs.toml)",
+    pr = _add(subparsers, "prefs", help="get, set and list preferences (prefs.toml)",
                                description="Preferences in prefs.toml (typed and validated).")
     pr.set_defaults(func=run, _pp_group="prefs")
     ps = pr.add_subparsers(dest="prefs_command", metavar="ACTION")
     ps.required = True
-    p = ps.add_parser("get", help="print a value")
+    p = _add(ps, "get", help="print a value")
     p.add_argument("key")
-    p = ps.add_parser("set", help="set a value")
+    p = _add(ps, "set", help="set a value")
     p.add_argument("key")
     p.add_argument("value")
-    p = ps.add_parser("unset", help="remove a value (back to its default)")
+    p = _add(ps, "unset", help="remove a value (back to its default)")
     p.add_argument("key")
-    p = ps.add_parser("list", help="every preference and its value")
+    p = _add(ps, "list", help="every preference and its value")
     p.add_argument("--doc", action="store_true", help="with each key's type and description")
-    ps.add_parser("path", help="print the preferences file's path")
+    _add(ps, "path", help="print the preferences file's path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -456,6 +463,9 @@ def _info(model_id: str) -> int:
         except AIError as err:
             io = f"unreadable: {err}"
         _p(f"{'file:':<23}{f.filename} [{f.label}] {io}")
+    card = c.raw.get("model_card") or {}
+    for k, v in card.items():
+        _p(f"{'model card ' + k + ':':<23}{v}")
     for w in m.warnings:
         _p(f"{'warning:':<23}{w}")
     return 0

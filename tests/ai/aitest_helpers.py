@@ -264,7 +264,8 @@ class ReleaseServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
 
     @property
     def url(self) -> str:
@@ -304,26 +305,21 @@ class ReleaseServer:
 
 # --------------------------------------------------------------------------- subprocess
 
-def cli(args: list[str], *, block_ort: bool = False, check_ort_unloaded: bool = False,
-        env: dict | None = None, timeout: float = 60):
-    """Run ``pixelpipe.cli_ai`` in a fresh interpreter; returns CompletedProcess."""
+def cli(args: list[str], *, block_ort: bool = False, timeout: float = 60):
+    """``python -m pixelpipe.cli_ai ARGS`` in a fresh interpreter (with ``block_ort``, an
+    interpreter where ``import onnxruntime`` fails); returns CompletedProcess."""
     import subprocess
 
-    pre = "import sys\n"
     if block_ort:
-        pre += "sys.modules['onnxruntime'] = None\n"
-    code = pre + (
-        "from pixelpipe.cli_ai import main\n"
-        "rc = main(sys.argv[1:])\n"
-    )
-    if check_ort_unloaded:
-        code += "print('ORT-LOADED' if 'onnxruntime' in sys.modules else 'ORT-NOT-LOADED', file=sys.stderr)\n"
-    code += "sys.exit(rc)\n"
+        cmd = [sys.executable, "-c",
+               "import sys, runpy; sys.modules['onnxruntime'] = None; "
+               "sys.argv = ['pixelpipe.cli_ai'] + sys.argv[1:]; "
+               "runpy.run_module('pixelpipe.cli_ai', run_name='__main__', alter_sys=True)", *args]
+    else:
+        cmd = [sys.executable, "-m", "pixelpipe.cli_ai", *args]
     e = dict(os.environ)
     e["PYTHONPATH"] = str(SRC) + os.pathsep + e.get("PYTHONPATH", "")
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
 
 
 def zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
@@ -332,3 +328,25 @@ def zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
         for n, d in members:
             zf.writestr(n, d)
     return buf.getvalue()
+
+
+def cli_session(commands: list[list[str]], *, block_ort: bool = False, timeout: float = 60):
+    """Run several ``pixelpipe.cli_ai`` commands in ONE fresh interpreter; the last stdout
+    line is JSON ``{"rcs": [...], "ort_loaded": bool}``."""
+    import subprocess
+
+    code = "import sys, json\n"
+    if block_ort:
+        code += "sys.modules['onnxruntime'] = None\n"
+    code += (
+        "from pixelpipe.cli_ai import main\n"
+        "rcs = [main(a) for a in json.loads(sys.argv[1])]\n"
+        "print(json.dumps({'rcs': rcs, 'ort_loaded': sys.modules.get('onnxruntime') is not None}))\n"
+    )
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(SRC) + os.pathsep + e.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], capture_output=True,
+                       text=True, env=e, timeout=timeout)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    return result, p.stdout, p.stderr

@@ -11,6 +11,10 @@ Variant settings are read as dotted paths
 output_scale, bayer_orientation, edge_pad, target_mean}``; both the nested form
 and literal dotted keys (``"variants.bayer.onnx": ...``) are accepted.
 
+``model_card`` (darktable-ai's model-card keys: author, paper, source, license,
+training_data, ...) is shown by ``pixelpipe ai models info``; ``attributes`` may
+hold model-specific settings beyond darktable's, which are kept as they are.
+
 Policy: a missing required key, a value of the wrong type or outside its
 enumeration, a backend other than ONNX and a declared ``input_kind`` that does
 not match its variant are errors (:class:`AIError` naming the file); an unknown
@@ -30,7 +34,7 @@ from pixelpipe.prefs import MODEL_ID_RE
 
 KNOWN_KEYS = {
     "id", "name", "description", "task", "arch", "backend", "version", "tiling", "num_inputs",
-    "attributes", "variants", "github_asset", "checksum", "default",
+    "attributes", "variants", "github_asset", "checksum", "default", "model_card",
 }
 KNOWN_ARCHS = {"", "generic", "sam2", "segnext", "utnet2"}
 ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
@@ -107,22 +111,26 @@ def _err(where: Path | str, msg: str) -> AIError:
 
 
 def _variants_tree(raw: dict, where) -> dict:
-    """Merge nested ``variants`` and literal ``"variants.<kind>.<key>"`` keys."""
+    """Merge the variant settings from everywhere they may be: ``attributes.variants``
+    (where darktable's dotted-path lookup finds them), top-level ``variants``, and literal
+    ``"variants.<kind>.<key>"`` keys in either object; later sources win."""
     tree: dict = {}
-    nested = raw.get("variants")
-    if nested is not None:
-        if not isinstance(nested, dict):
-            raise _err(where, "'variants' must be an object")
-        for kind, sub in nested.items():
-            if not isinstance(sub, dict):
-                raise _err(where, f"'variants.{kind}' must be an object")
-            tree.setdefault(kind, {}).update(sub)
-    for key, value in raw.items():
-        if key.startswith("variants."):
-            parts = key.split(".")
-            if len(parts) != 3:
-                raise _err(where, f"bad variant key {key!r} (expected variants.<kind>.<key>)")
-            tree.setdefault(parts[1], {})[parts[2]] = value
+    attrs = raw.get("attributes") if isinstance(raw.get("attributes"), dict) else {}
+    for obj, prefix in ((attrs, "attributes."), (raw, "")):
+        nested = obj.get("variants")
+        if nested is not None:
+            if not isinstance(nested, dict):
+                raise _err(where, f"'{prefix}variants' must be an object")
+            for kind, sub in nested.items():
+                if not isinstance(sub, dict):
+                    raise _err(where, f"'{prefix}variants.{kind}' must be an object")
+                tree.setdefault(kind, {}).update(sub)
+        for key, value in obj.items():
+            if key.startswith("variants."):
+                parts = key.split(".")
+                if len(parts) != 3:
+                    raise _err(where, f"bad variant key {prefix}{key!r} (expected variants.<kind>.<key>)")
+                tree.setdefault(parts[1], {})[parts[2]] = value
     return tree
 
 
@@ -174,14 +182,15 @@ def parse(raw: Any, where: Path | str = "config.json") -> ModelConfig:
             raise _err(where, f"key {k!r} must be a string")
     if "default" in raw and not isinstance(raw["default"], bool):
         raise _err(where, "key 'default' must be true or false")
+    if "model_card" in raw and not isinstance(raw["model_card"], dict):
+        raise _err(where, "'model_card' must be an object")
 
     attrs = raw.get("attributes", {})
     if not isinstance(attrs, dict):
         raise _err(where, "'attributes' must be an object")
     for k, v in attrs.items():
         types = ATTRIBUTE_TYPES.get(k)
-        if types is None:
-            warnings.append(f"unknown attribute {k!r} ignored")
+        if types is None:  # model-specific settings (darktable reads the ones it knows)
             continue
         if isinstance(v, bool) and bool not in types or not isinstance(v, types):
             raise _err(where, f"attribute {k!r} has the wrong type ({type(v).__name__})")

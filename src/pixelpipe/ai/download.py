@@ -16,7 +16,6 @@ urllib only; no request is made anywhere else in pixelpipe.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import http.client
 import json
@@ -261,7 +260,7 @@ def _entry_for(model_id: str) -> CatalogueEntry:
     if not e.downloadable:
         raise AIError(f"{model_id} is not published for download; pixelpipe builds it from its "
                       f"weights: run '{e.build}' (needs PyTorch), then "
-                      f"'pixelpipe ai models install {e.github_asset}'")
+                      f"'pixelpipe ai models install build/models/{e.github_asset}'")
     return e
 
 
@@ -321,16 +320,16 @@ def download_many(model_ids: list[str], *, force: bool = False, progress: bool =
     failed: list[str] = []
     release: Release | None = None
     for mid in model_ids:
+        if not force:
+            m = registry.get_installed(mid)
+            if m is not None and m.ok:
+                if report:
+                    report(mid, "already installed")
+                done.append(m)
+                continue
+        if release is None:
+            release = find_release()  # no release: nothing can be downloaded, stop here
         try:
-            if not force:
-                m = registry.get_installed(mid)
-                if m is not None and m.ok:
-                    if report:
-                        report(mid, "already installed")
-                    done.append(m)
-                    continue
-            if release is None:
-                release = find_release()
             m = download_model(mid, force=force, progress=progress, release=release)
             if report:
                 report(mid, "installed")

@@ -30,7 +30,6 @@ ORT_TYPES = {f"tensor({n})": n for n in
               "int64", "bool", "string", "bfloat16", "uint32", "uint64")}
 ORT_TYPES.update({"tensor(float)": "float32", "tensor(double)": "float64"})
 
-Dim = "int | str | None"
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,7 @@ def install_package(archive: str | Path, *, expected_id: str | None = None) -> r
         if expected_id is not None and cfg.id != expected_id:
             raise AIError(f"the package holds model {cfg.id!r}, not {expected_id!r}", path=archive)
         mdir = registry.models_dir()
+        _clean_stale(mdir)
         try:
             mdir.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".install-{cfg.id}-", dir=mdir))
@@ -200,6 +201,28 @@ def install_package(archive: str | Path, *, expected_id: str | None = None) -> r
     if m is None or not m.ok:  # pragma: no cover - just checked above
         raise AIError(f"model {cfg.id} did not install", path=mdir / cfg.id)
     return m
+
+
+STALE_S = 3600
+_TEMP_PREFIXES = (".install-", ".replaced-", ".delete-")
+
+
+def _clean_stale(mdir: Path) -> None:
+    """Remove temporary folders that an earlier run left behind when it was killed
+    (older than an hour, so that a concurrent install is never touched)."""
+    import time
+
+    try:
+        entries = list(mdir.iterdir())
+    except OSError:
+        return
+    now = time.time()
+    for p in entries:
+        try:
+            if p.name.startswith(_TEMP_PREFIXES) and p.is_dir() and now - p.stat().st_mtime > STALE_S:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _swap_into_place(staged: Path, final: Path) -> None:
