@@ -274,18 +274,3 @@ def test_profile_facts():
     np.testing.assert_allclose(m.sum(axis=1), [0.9642, 1.0, 0.8249], atol=2e-4)
 
 
-def test_same_facts_as_colorspaces_module():
-    """colorout's profile table (modules/data/profiles.json) and ours agree."""
-    try:
-        text = resources.files("pixelpipe.modules").joinpath("data/profiles.json").read_text()
-    except (FileNotFoundError, ModuleNotFoundError):
-        pytest.skip("modules/data/profiles.json not present")
-    table = json.loads(text)
-    table.pop("_doc", None)
-    for name, entry in table.items():
-        spec = colourspace(name)
-        assert spec.colourspace_name == entry["colourspace"], name
-        x = np.linspace(0, 1, 101)
-        from pixelpipe.io.icc import trc_decode
-
-        np.testing.assert_allclose(spec.decode(x), trc_decode(x, entry["trc"]), atol=1e-12, err_msg=name)

@@ -61,7 +61,13 @@ class Colorin(Module):
             return ColorinParams("camera")
         return ColorinParams("linear_srgb" if image.encoding == "linear" else "srgb")
 
+    def commit_notice(self, piece):
+        if not piece.image.is_raw and piece.image.encoding == "icc" and piece.params.profile == "srgb":
+            piece.notices.append("the file embeds an ICC profile this version cannot apply; "
+                                 "its values are read as sRGB")
+
     def commit(self, piece):
+        self.commit_notice(piece)
         p, img = piece.params, piece.image
         if p.profile == "camera":
             if img.cam_to_xyz is not None:
