@@ -19,7 +19,7 @@ Inside the graph, before the network: the k-sigma transform with a fixed
 noise model, x256, and reflection padding of T to a multiple of 32; after
 it: the crop, /256, the inverse k-sigma transform, then demosaicnet via the
 bayer_v1 wrapper of ``tools.convert_demosaicnet`` (sRGB curve, sparse mosaic,
-mirror padding, GRBG phase, valid convs, inverse curve).  T >= 32.
+mirror padding, GRBG phase, valid convs, inverse curve).  T >= 17.
 
 Noise model.  PMRID's transform maps a camera's noise (variance
 ``k*x_DN + sigma2`` on a V = 959 DN scale) onto the training sensor's at ISO
@@ -253,7 +253,7 @@ def convert(out_dir: Path, models: Path | None = None, pmrid_iso: float = DEFAUL
                      f"Fixed noise model variance = {profile[0]:.4g}*x + {profile[1]:.4g} "
                      "(normalised units); model_bayer_profile.onnx takes (S, O) as a second input."),
         task="rawdenoise", arch="generic", tiling=True, num_inputs=1,
-        attributes={"noise_profile": [float(profile[0]), float(profile[1])], "min_tile": 32,
+        attributes={"noise_profile": [float(profile[0]), float(profile[1])], "min_tile": 17,
                     # pixelpipe's extra graph: bayer_v1 plus the noise profile as a second input
                     "extra_graphs": {"bayer_profile": {
                         "onnx": "model_bayer_profile.onnx", "input_kind": "bayer_v1",

@@ -101,3 +101,29 @@ def resample(img: np.ndarray, in_x: int, in_y: int, in_scale: float,
     out = np.empty((ch, out_h, out_w), np.float32)
     k(f32(img), ixs, wxs, iys, wys, out)
     return out
+
+
+# --------------------------------------------------------------------------- module inputs
+
+XYC = (x, y, c)
+#: inputs every module kernel receives after its own: input size and output offset
+BUILTINS = ("in_w", "in_h", "dx", "dy")
+
+
+def declare_inputs(inputs) -> dict:
+    """hl.Param/ImageParam objects for a module's declared inputs (+ the built-ins)."""
+    types = {"f32": hl.Float(32), "i32": hl.Int(32), "buf_f32": hl.Float(32), "buf_i32": hl.Int(32)}
+    p = {}
+    for i in inputs:
+        if i.kind.startswith("buf_"):
+            p[i.name] = hl.ImageParam(types[i.kind], i.dims, i.name)
+        else:
+            p[i.name] = hl.Param(types[i.kind], i.name)
+    for n in BUILTINS:
+        p[n] = hl.Param(hl.Int(32), n)
+    return p
+
+
+def clamped(inp: hl.Func, p: dict) -> hl.Func:
+    """The module input with edges repeated beyond the buffer (for neighbourhood algorithms)."""
+    return hl.BoundaryConditions.repeat_edge(inp, [(0, p["in_w"]), (0, p["in_h"])])

@@ -134,7 +134,6 @@ class Params:
             raise ParamsError(f"module {op}: unknown parameter(s) {', '.join(map(repr, unknown))}")
         kw = {}
         for k, v in d.items():
-            f = names[k]
             default = getattr(cls(), k)
             if isinstance(default, bool):
                 if not isinstance(v, bool):
@@ -318,3 +317,106 @@ def window(inp: np.ndarray, roi_in: ROI, x: int, y: int, w: int, h: int) -> np.n
     ys = np.clip(np.arange(oy, oy + h), 0, H - 1)
     xs = np.clip(np.arange(ox, ox + w), 0, W - 1)
     return inp[..., ys[:, None], xs[None, :]]
+
+
+# --------------------------------------------------------------------------- Halide modules
+
+@dataclass(frozen=True)
+class HInput:
+    """A runtime input of a module's Halide algorithm.
+
+    kind: "f32" or "i32" scalar (hl.Param), or "buf_f32"/"buf_i32" with ``dims``
+    (hl.ImageParam, e.g. a small CFA look-up table or a curve LUT).
+    """
+
+    name: str
+    kind: str = "f32"
+    dims: int = 0
+
+
+class HalideModule(Module):
+    """A module whose pixels are one Halide algorithm.
+
+    Subclasses declare ``inputs`` and write ``algorithm(inp, p, piece)``: ``inp``
+    is a Func over (x, y) for mosaics or (x, y, c) for planar RGB, ``p`` maps
+    input names to Params/ImageParams (plus the built-ins ``in_w``, ``in_h``:
+    the input buffer's size, and ``dx``, ``dy``: where the output's (0, 0) sits
+    in the input buffer). ``values(piece, roi_in, roi_out)`` gives their runtime
+    values. ``pointwise`` algorithms (output pixel from the same input pixel
+    only) may be fused with their neighbours by the export pipe. ``variant``
+    names structurally different builds (e.g. a method choice); everything else
+    is a runtime value, so parameter changes never recompile.
+    """
+
+    inputs: ClassVar[tuple[HInput, ...]] = ()
+    pointwise: ClassVar[bool] = True
+    channels_in: ClassVar[int] = 3
+    channels_out: ClassVar[int] = 3
+
+    def variant(self, piece: Piece) -> str:
+        return ""
+
+    def algorithm(self, inp, p: dict, piece: Piece):  # -> hl.Func
+        raise NotImplementedError
+
+    def schedule(self, out, piece: Piece) -> None:
+        from ..engine.halide_ops import rows
+
+        if out.dimensions() == 3:
+            from ..engine.halide_ops import c, x, y
+
+            out.reorder(x, y, c)
+        rows(out)
+
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
+        return {}
+
+    def output_shape(self, piece: Piece, roi_out: ROI) -> tuple[int, ...]:
+        n = self.channels_out
+        return (roi_out.height, roi_out.width) if n == 1 else (n, roi_out.height, roi_out.width)
+
+    # -- the kernel of this module alone
+    def kernel(self, piece: Piece):
+        from ..engine.kernels import get_kernel, source_tag_of
+
+        variant = self.variant(piece)
+        dims_in = 2 if self.channels_in == 1 else 3
+
+        def build():
+            from ..engine import halide_ops as ho
+
+            hl = ho.hl
+            src = hl.ImageParam(hl.Float(32), dims_in, "input")
+            p = ho.declare_inputs(self.inputs)
+            inp = hl.Func("in")
+            inp[tuple(ho.XYC[:dims_in])] = src[tuple(ho.XYC[:dims_in])]
+            out = self.algorithm(inp, p, piece)
+            self.schedule(out, piece)
+            return out, [src] + [p[i.name] for i in self.inputs] + [p[n] for n in ho.BUILTINS]
+
+        return get_kernel(f"{self.op}{('_' + variant) if variant else ''}", build, variant=variant,
+                          device=piece.device, source_tag=source_tag_of(type(self)))
+
+    def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        from ..engine.kernels import f32
+
+        vals = self.values(piece, roi_in, roi_out)
+        args = [f32(inp)]
+        for i in self.inputs:
+            v = vals[i.name]
+            if i.kind == "buf_f32":
+                v = f32(v)
+            elif i.kind == "buf_i32":
+                v = np.ascontiguousarray(v, dtype=np.int32)
+            elif i.kind == "i32":
+                v = int(v)
+            else:
+                v = float(v)
+            args.append(v)
+        h, w = inp.shape[-2:]
+        sx = roi_out.x - int(round(roi_in.x * roi_out.scale / roi_in.scale))
+        sy = roi_out.y - int(round(roi_in.y * roi_out.scale / roi_in.scale))
+        args += [w, h, sx, sy]
+        out = np.empty(self.output_shape(piece, roi_out), np.float32)
+        self.kernel(piece)(*args, out)
+        return out

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, rows, schedule_point_rgb, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
+from ..engine.halide_ops import c, x, y
+from ..engine.kernels import f32
 from . import colorspaces as cs
-from .base import Flags, Module, Params, Piece, ROI, param
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 
 @dataclass
@@ -29,32 +29,34 @@ class ColorinParams(Params):
     profile: str = param("camera", choices=("camera",) + tuple(cs.profiles()))
 
 
-# -- algorithm: optional TRC decode, then a 3x3 matrix
-def _build():
-    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
-    m = hl.ImageParam(hl.Float(32), 2, "matrix")  # [col, row]
-    g, a, b, cc, d = (hl.Param(hl.Float(32), n) for n in ("g", "a", "b", "cc", "d"))
-    v = rgb[x, y, c]
-    linear = hl.Func("linear")
-    # g == 1 marks linear data: pass through (keeps negative noise unclipped)
-    linear[x, y, c] = hl.select(g == 1.0, v, hl.select(v >= d, hl.pow(hl.max(a * v + b, 0.0), g), cc * v))
-    working = hl.Func("working")
-    working[x, y, c] = (m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2])
-    working.reorder(c, x, y).bound(c, 0, 3).unroll(c)
-    rows(working)
-    return working, [rgb, m, g, a, b, cc, d]
-
-
 LINEAR = {"g": 1.0, "a": 1.0, "b": 0.0, "c": 1.0, "d": -1e30}
 
 
-class Colorin(Module):
+class Colorin(HalideModule):
     op = "colorin"
     name = "input color profile"
     Params = ColorinParams
     flags = Flags.ONE_INSTANCE | Flags.ALLOW_TILING
     default_enabled = True
     summary = "camera RGB to linear Rec.2020"
+    inputs = (HInput("matrix", "buf_f32", 2),) + tuple(HInput(n) for n in ("g", "a", "b", "cc", "d"))
+
+    # -- algorithm: optional TRC decode (g == 1 marks linear data, passed through
+    #    so negative noise is kept), then a 3x3 matrix ([col, row] in Halide)
+    def algorithm(self, rgb, p, piece):
+        m = p["matrix"]
+        v = rgb[x, y, c]
+        decoded = hl.select(v >= p["d"], hl.pow(hl.max(p["a"] * v + p["b"], 0.0), p["g"]), p["cc"] * v)
+        linear = hl.Func("linear")
+        linear[x, y, c] = hl.select(p["g"] == 1.0, v, decoded)
+        working = hl.Func("working")
+        working[x, y, c] = m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2]
+        return working
+
+    def schedule(self, out, piece):
+        from ..engine.halide_ops import rows
+
+        rows(out.reorder(c, x, y).bound(c, 0, 3).unroll(c))
 
     def default_params(self, image):
         if image.is_raw:
@@ -85,10 +87,6 @@ class Colorin(Module):
     def output_desc(self, piece, dsc_in):
         return dsc_in.copy(space="rec2020")
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         t = piece.data["trc"]
-        k = get_kernel("colorin", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        # numpy (row, col) -> Halide [col, row]
-        k(f32(inp), f32(piece.data["matrix"]), t["g"], t["a"], t["b"], t["c"], t["d"], out)
-        return out
+        return {"matrix": f32(piece.data["matrix"]), "g": t["g"], "a": t["a"], "b": t["b"], "cc": t["c"], "d": t["d"]}

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import halide as hl
-import numpy as np
 
-from ..engine.halide_ops import c, rows, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
+from ..engine.halide_ops import c, x, y
+from ..engine.kernels import f32
 from . import colorspaces as cs
-from .base import Flags, Module, Params, Piece, ROI, param
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 
 @dataclass
@@ -28,27 +27,29 @@ class ColoroutParams(Params):
     profile: str = param("srgb", choices=tuple(cs.profiles()))
 
 
-def _build():
-    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
-    m = hl.ImageParam(hl.Float(32), 2, "matrix")
-    inv_g, a, b, cc, cutoff = (hl.Param(hl.Float(32), n) for n in ("inv_g", "a", "b", "cc", "cutoff"))
-    linear = hl.Func("profile_linear")
-    linear[x, y, c] = hl.max(m[0, c] * rgb[x, y, 0] + m[1, c] * rgb[x, y, 1] + m[2, c] * rgb[x, y, 2], 0.0)
-    L = linear[x, y, c]
-    encoded = hl.Func("encoded")
-    encoded[x, y, c] = hl.select(L >= cutoff, (hl.pow(L, inv_g) - b) / a, L * cc)
-    encoded.reorder(c, x, y).bound(c, 0, 3).unroll(c)
-    rows(encoded)
-    return encoded, [rgb, m, inv_g, a, b, cc, cutoff]
-
-
-class Colorout(Module):
+class Colorout(HalideModule):
     op = "colorout"
     name = "output color profile"
     Params = ColoroutParams
     flags = Flags.ONE_INSTANCE | Flags.ALLOW_TILING
     default_enabled = True
     summary = "linear Rec.2020 to the output profile"
+    inputs = (HInput("matrix", "buf_f32", 2),) + tuple(HInput(n) for n in ("inv_g", "a", "b", "cc", "cutoff"))
+
+    # -- algorithm: 3x3 matrix, then the inverse of the profile's parametric curve
+    def algorithm(self, rgb, p, piece):
+        m = p["matrix"]
+        linear = hl.Func("profile_linear")
+        linear[x, y, c] = hl.max(m[0, c] * rgb[x, y, 0] + m[1, c] * rgb[x, y, 1] + m[2, c] * rgb[x, y, 2], 0.0)
+        L = linear[x, y, c]
+        encoded = hl.Func("encoded")
+        encoded[x, y, c] = hl.select(L >= p["cutoff"], (hl.pow(L, p["inv_g"]) - p["b"]) / p["a"], L * p["cc"])
+        return encoded
+
+    def schedule(self, out, piece):
+        from ..engine.halide_ops import rows
+
+        rows(out.reorder(c, x, y).bound(c, 0, 3).unroll(c))
 
     def commit(self, piece):
         p = piece.params
@@ -58,11 +59,7 @@ class Colorout(Module):
     def output_desc(self, piece, dsc_in):
         return dsc_in.copy(space="display", output_profile=piece.params.profile)
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         t = piece.data["trc"]
-        cc = 1.0 / t["c"] if t["c"] > 0 else 0.0
-        cutoff = t["c"] * t["d"] if t["c"] > 0 else -1.0
-        k = get_kernel("colorout", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), f32(piece.data["matrix"]), 1.0 / t["g"], t["a"], t["b"], cc, cutoff, out)
-        return out
+        return {"matrix": f32(piece.data["matrix"]), "inv_g": 1.0 / t["g"], "a": t["a"], "b": t["b"],
+                "cc": 1.0 / t["c"] if t["c"] > 0 else 0.0, "cutoff": t["c"] * t["d"] if t["c"] > 0 else -1.0}

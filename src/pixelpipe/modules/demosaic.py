@@ -24,7 +24,7 @@ import numpy as np
 from ..engine.halide_ops import VEC, c, resample, rows, x, y
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from ..errors import UnsupportedCFAError
-from .base import BufferDesc, Flags, Module, Params, Piece, ROI, cfa_at, param
+from .base import Flags, Module, Params, Piece, ROI, cfa_at, param
 
 METHODS = ("bilinear", "mhc")
 PAD = 3  # filter radius 2, +1 for the resampler's partial pixels

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import halide as hl
-import numpy as np
 
-from ..engine.halide_ops import c, schedule_point_rgb, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import Flags, Module, Params, Piece, ROI, param
+from ..engine.halide_ops import c, x, y
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 
 @dataclass
@@ -41,23 +39,20 @@ def effective_ev(image, p: ExposureParams) -> float:
     return ev
 
 
-def _build():
-    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
-    black = hl.Param(hl.Float(32), "black")
-    scale = hl.Param(hl.Float(32), "scale")
-    exposed = hl.Func("exposed")
-    exposed[x, y, c] = (rgb[x, y, c] - black) * scale
-    schedule_point_rgb(exposed)
-    return exposed, [rgb, black, scale]
-
-
-class Exposure(Module):
+class Exposure(HalideModule):
     op = "exposure"
     name = "exposure"
     Params = ExposureParams
     flags = Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
     works_on = "rgb"
     summary = "exposure in EV and black level"
+    inputs = (HInput("black"), HInput("scale"))
+
+    # -- algorithm
+    def algorithm(self, rgb, p, piece):
+        exposed = hl.Func("exposed")
+        exposed[x, y, c] = (rgb[x, y, c] - p["black"]) * p["scale"]
+        return exposed
 
     def commit(self, piece):
         white = 2.0 ** (-effective_ev(piece.image, piece.params))
@@ -69,8 +64,5 @@ class Exposure(Module):
         s, b = piece.data["scale"], piece.data["black"]
         return dsc_in.copy(processed_maximum=tuple((m - b) * s for m in dsc_in.processed_maximum))
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        k = get_kernel("exposure", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), float(piece.data["black"]), float(piece.data["scale"]), out)
-        return out
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
+        return {"black": piece.data["black"], "scale": piece.data["scale"]}

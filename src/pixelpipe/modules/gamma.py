@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import halide as hl
-import numpy as np
 
-from ..engine.halide_ops import c, schedule_point_rgb, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import Flags, Module, Params, Piece, ROI
+from ..engine.halide_ops import c, x, y
+from .base import Flags, HalideModule, Params
 
 
 @dataclass
@@ -21,16 +19,7 @@ class GammaParams(Params):
     """No user parameters."""
 
 
-def _build():
-    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
-    v = rgb[x, y, c]
-    display = hl.Func("display")
-    display[x, y, c] = hl.select(hl.is_nan(v), hl.f32(0), hl.clamp(v, 0.0, 1.0))
-    schedule_point_rgb(display)
-    return display, [rgb]
-
-
-class Gamma(Module):
+class Gamma(HalideModule):
     op = "gamma"
     name = "display encoding"
     Params = GammaParams
@@ -38,8 +27,9 @@ class Gamma(Module):
     default_enabled = True
     summary = "final clamp to the display range"
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        k = get_kernel("gamma", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), out)
-        return out
+    # -- algorithm: NaN -> 0, clamp to [0, 1]
+    def algorithm(self, rgb, p, piece):
+        v = rgb[x, y, c]
+        display = hl.Func("display")
+        display[x, y, c] = hl.select(hl.is_nan(v), hl.f32(0), hl.clamp(v, 0.0, 1.0))
+        return display

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import halide as hl
-import numpy as np
 
-from ..engine.halide_ops import schedule_point_2d, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import Flags, Module, Params, Piece, ROI, param
+from ..engine.halide_ops import x, y
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 
 @dataclass
@@ -28,16 +26,7 @@ class HighlightsParams(Params):
     clip: float = param(1.0, min=0.0, max=2.0)
 
 
-def _build():
-    mosaic = hl.ImageParam(hl.Float(32), 2, "mosaic")
-    limit = hl.Param(hl.Float(32), "limit")
-    clipped = hl.Func("clipped")
-    clipped[x, y] = hl.min(mosaic[x, y], limit)
-    schedule_point_2d(clipped)
-    return clipped, [mosaic, limit]
-
-
-class Highlights(Module):
+class Highlights(HalideModule):
     op = "highlights"
     name = "highlight reconstruction"
     Params = HighlightsParams
@@ -45,14 +34,18 @@ class Highlights(Module):
     default_enabled = True
     works_on = "raw"
     summary = "clip highlights to keep them neutral"
+    channels_in = channels_out = 1
+    inputs = (HInput("limit"),)
+
+    # -- algorithm
+    def algorithm(self, mosaic, p, piece):
+        clipped = hl.Func("clipped")
+        clipped[x, y] = hl.min(mosaic[x, y], p["limit"])
+        return clipped
 
     def output_desc(self, piece, dsc_in):
         m = min(dsc_in.processed_maximum) * piece.params.clip
         return dsc_in.copy(processed_maximum=(m, m, m))
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        limit = float(piece.params.clip * min(piece.dsc_in.processed_maximum))
-        k = get_kernel("highlights_clip", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), limit, out)
-        return out
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
+        return {"limit": piece.params.clip * min(piece.dsc_in.processed_maximum)}

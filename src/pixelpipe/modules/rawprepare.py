@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import pattern_lut, schedule_point_2d, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import BufferDesc, Flags, Module, Params, Piece, ROI, cfa_at, param
+from ..engine.halide_ops import pattern_lut, x, y
+from ..engine.kernels import f32
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 
 @dataclass
@@ -28,23 +28,7 @@ class RawprepareParams(Params):
     white_point: float = param(65535.0, min=1.0, max=4294967295.0, unit="DN")
 
 
-# -- algorithm ---------------------------------------------------------------
-def _build():
-    raw = hl.ImageParam(hl.Float(32), 2, "raw")
-    black = hl.ImageParam(hl.Float(32), 2, "black")  # [i, j] per CFA position
-    inv_range = hl.ImageParam(hl.Float(32), 2, "inv_range")
-    ox = hl.Param(hl.Int(32), "ox")  # CFA phase of the buffer's (0, 0)
-    oy = hl.Param(hl.Int(32), "oy")
-    n = black.dim(0).extent()
-    i, j = (x + ox) % n, (y + oy) % n
-    prepared = hl.Func("prepared")
-    prepared[x, y] = (raw[x, y] - black[i, j]) * inv_range[i, j]
-    # -- schedule
-    schedule_point_2d(prepared)
-    return prepared, [raw, black, inv_range, ox, oy]
-
-
-class Rawprepare(Module):
+class Rawprepare(HalideModule):
     op = "rawprepare"
     name = "raw black/white point"
     Params = RawprepareParams
@@ -52,6 +36,17 @@ class Rawprepare(Module):
     default_enabled = True
     works_on = "raw"
     summary = "per-channel black/white levels"
+    channels_in = channels_out = 1
+    inputs = (HInput("black", "buf_f32", 2), HInput("inv_range", "buf_f32", 2),
+              HInput("ox", "i32"), HInput("oy", "i32"))
+
+    # -- algorithm: black and range per CFA position (phase ox, oy of the buffer)
+    def algorithm(self, raw, p, piece):
+        n = p["black"].dim(0).extent()
+        i, j = (x + p["ox"]) % n, (y + p["oy"]) % n
+        prepared = hl.Func("prepared")
+        prepared[x, y] = (raw[x, y] - p["black"][i, j]) * p["inv_range"][i, j]
+        return prepared
 
     def default_params(self, image):
         return RawprepareParams(black_level=[float(b) for b in image.black], white_point=float(image.white))
@@ -59,14 +54,8 @@ class Rawprepare(Module):
     def output_desc(self, piece, dsc_in):
         return dsc_in.copy(processed_maximum=(1.0, 1.0, 1.0))
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         p: RawprepareParams = piece.params
-        cfa = piece.dsc_in.cfa
-        black = np.asarray(p.black_level, dtype=np.float64)
-        # pattern relative to the full buffer's origin; the kernel adds the phase
-        black_lut = pattern_lut(cfa.pattern, black)
-        inv = f32(1.0 / np.maximum(p.white_point - black_lut.astype(np.float64), 1e-6))
-        k = get_kernel("rawprepare", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), black_lut, inv, roi_in.x, roi_in.y, out)
-        return out
+        black = pattern_lut(piece.dsc_in.cfa.pattern, np.asarray(p.black_level, dtype=np.float64))
+        inv = 1.0 / np.maximum(p.white_point - black.astype(np.float64), 1e-6)
+        return {"black": black, "inv_range": f32(inv), "ox": roi_in.x, "oy": roi_in.y}

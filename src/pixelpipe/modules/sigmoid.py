@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, rows, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import Flags, Module, Params, Piece, ROI, param
+from ..engine.halide_ops import c, x, y
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 MIDDLE_GREY = 0.1845
 
@@ -74,50 +73,52 @@ def curve_parameters(p: SigmoidParams, grey_target: float = MIDDLE_GREY) -> dict
             "film_power": film_power, "paper_power": paper_power}
 
 
-# -- algorithm ---------------------------------------------------------------
-def _build():
-    rgb = hl.ImageParam(hl.Float(32), 3, "rgb")
-    white, paper_exp, fog, film_power, paper_power, hue, ratio_mode = (
-        hl.Param(hl.Float(32), n) for n in ("white", "paper_exp", "fog", "film_power", "paper_power",
-                                            "hue", "ratio_mode"))
-
-    def curve(v):
-        film = hl.select(fog + v > 0, hl.pow(hl.max(fog + v, hl.f32(1e-30)), film_power), 0.0)
-        return white * hl.pow(film / (paper_exp + film), paper_power)
-
-    r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
-    # negative values: desaturate towards the (non-negative) mean until none is negative
-    avg = hl.max((r + g + b) / 3.0, 0.0)
-    lo = hl.min(hl.min(r, g), b)
-    sat = hl.select(lo < 0, -avg / (lo - avg), 1.0)
-    positive = hl.Func("positive")
-    positive[x, y, c] = avg + sat * (rgb[x, y, c] - avg)
-    pr, pg, pb = positive[x, y, 0], positive[x, y, 1], positive[x, y, 2]
-    vmin = hl.min(hl.min(pr, pg), pb)
-    vmax = hl.max(hl.max(pr, pg), pb)
-    vmid = pr + pg + pb - vmin - vmax
-    omin, omax, omid = curve(vmin), curve(vmax), curve(vmid)
-    midscale = hl.select(vmax - vmin > hl.f32(1e-9), (vmid - vmin) / (vmax - vmin), 0.0)
-    new_mid = (1 - hue) * omid + hue * (omin + midscale * (omax - omin))
-    energy = hl.select(omin + new_mid + omax > hl.f32(1e-12), (omin + omid + omax) / (omin + new_mid + omax), 1.0)
-    v = positive[x, y, c]
-    per_channel = hl.select(v == vmax, omax, v == vmin, omin, new_mid) * energy
-    mean = (pr + pg + pb) / 3.0
-    ratio = hl.select(mean > hl.f32(1e-9), v * curve(mean) / mean, curve(mean))
-    mapped = hl.Func("mapped")
-    mapped[x, y, c] = hl.select(ratio_mode > 0.5, ratio, per_channel)
-    # -- schedule
-    mapped.reorder(c, x, y).bound(c, 0, 3).unroll(c)
-    rows(mapped)
-    return mapped, [rgb, white, paper_exp, fog, film_power, paper_power, hue, ratio_mode]
-
-
-class Sigmoid(Module):
+class Sigmoid(HalideModule):
     op = "sigmoid"
     name = "sigmoid"
     Params = SigmoidParams
     flags = Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
     summary = "scene-to-display tone mapping (log-logistic curve)"
+    inputs = tuple(HInput(n) for n in ("white", "paper_exp", "fog", "film_power", "paper_power",
+                                       "hue", "ratio_mode"))
+
+    # -- algorithm
+    def algorithm(self, rgb, p, piece):
+        white, paper_exp, fog = p["white"], p["paper_exp"], p["fog"]
+        film_power, paper_power, hue, ratio_mode = p["film_power"], p["paper_power"], p["hue"], p["ratio_mode"]
+
+        def curve(v):
+            film = hl.select(fog + v > 0, hl.pow(hl.max(fog + v, hl.f32(1e-30)), film_power), 0.0)
+            return white * hl.pow(film / (paper_exp + film), paper_power)
+
+        r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
+        # negative values: desaturate towards the (non-negative) mean until none is negative
+        avg = hl.max((r + g + b) / 3.0, 0.0)
+        lo = hl.min(hl.min(r, g), b)
+        sat = hl.select(lo < 0, -avg / (lo - avg), 1.0)
+        positive = hl.Func("positive")
+        positive[x, y, c] = avg + sat * (rgb[x, y, c] - avg)
+        pr, pg, pb = positive[x, y, 0], positive[x, y, 1], positive[x, y, 2]
+        vmin = hl.min(hl.min(pr, pg), pb)
+        vmax = hl.max(hl.max(pr, pg), pb)
+        vmid = pr + pg + pb - vmin - vmax
+        omin, omax, omid = curve(vmin), curve(vmax), curve(vmid)
+        # per channel, then the middle channel moved back towards the input hue, channel sum kept
+        midscale = hl.select(vmax - vmin > hl.f32(1e-9), (vmid - vmin) / (vmax - vmin), 0.0)
+        new_mid = (1 - hue) * omid + hue * (omin + midscale * (omax - omin))
+        energy = hl.select(omin + new_mid + omax > hl.f32(1e-12), (omin + omid + omax) / (omin + new_mid + omax), 1.0)
+        v = positive[x, y, c]
+        per_channel = hl.select(v == vmax, omax, v == vmin, omin, new_mid) * energy
+        mean = (pr + pg + pb) / 3.0
+        ratio = hl.select(mean > hl.f32(1e-9), v * curve(mean) / mean, curve(mean))
+        mapped = hl.Func("mapped")
+        mapped[x, y, c] = hl.select(ratio_mode > 0.5, ratio, per_channel)
+        return mapped
+
+    def schedule(self, out, piece):
+        from ..engine.halide_ops import rows
+
+        rows(out.reorder(c, x, y).bound(c, 0, 3).unroll(c))
 
     def commit(self, piece):
         piece.data.update(curve_parameters(piece.params))
@@ -126,10 +127,8 @@ class Sigmoid(Module):
         w = piece.data["white"]
         return dsc_in.copy(processed_maximum=(w, w, w))
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         d, p = piece.data, piece.params
-        k = get_kernel("sigmoid", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), d["white"], d["paper_exp"], d["fog"], d["film_power"], d["paper_power"],
-          p.hue_preservation / 100.0, 1.0 if p.color_processing == "rgb_ratio" else 0.0, out)
-        return out
+        return {"white": d["white"], "paper_exp": d["paper_exp"], "fog": d["fog"], "film_power": d["film_power"],
+                "paper_power": d["paper_power"], "hue": p.hue_preservation / 100.0,
+                "ratio_mode": 1.0 if p.color_processing == "rgb_ratio" else 0.0}

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import pattern_lut, schedule_point_2d, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import Flags, Module, Params, Piece, ROI, param
+from ..engine.halide_ops import pattern_lut, x, y
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 
 PRESETS = ("as-shot", "daylight", "user")
 
@@ -56,19 +55,7 @@ def coefficients(image, p: TemperatureParams) -> tuple[np.ndarray, str | None]:
     return c / c[1], notice
 
 
-def _build():
-    mosaic = hl.ImageParam(hl.Float(32), 2, "mosaic")
-    coeff = hl.ImageParam(hl.Float(32), 2, "coeff")
-    ox = hl.Param(hl.Int(32), "ox")
-    oy = hl.Param(hl.Int(32), "oy")
-    n = coeff.dim(0).extent()
-    balanced = hl.Func("balanced")
-    balanced[x, y] = mosaic[x, y] * coeff[(x + ox) % n, (y + oy) % n]
-    schedule_point_2d(balanced)
-    return balanced, [mosaic, coeff, ox, oy]
-
-
-class Temperature(Module):
+class Temperature(HalideModule):
     op = "temperature"
     name = "white balance"
     Params = TemperatureParams
@@ -76,6 +63,15 @@ class Temperature(Module):
     default_enabled = True
     works_on = "raw"
     summary = "white balance coefficients"
+    channels_in = channels_out = 1
+    inputs = (HInput("coeff", "buf_f32", 2), HInput("ox", "i32"), HInput("oy", "i32"))
+
+    # -- algorithm: one multiplier per CFA position
+    def algorithm(self, mosaic, p, piece):
+        n = p["coeff"].dim(0).extent()
+        balanced = hl.Func("balanced")
+        balanced[x, y] = mosaic[x, y] * p["coeff"][(x + p["ox"]) % n, (y + p["oy"]) % n]
+        return balanced
 
     def commit(self, piece):
         c, notice = coefficients(piece.image, piece.params)
@@ -87,9 +83,5 @@ class Temperature(Module):
         c = piece.data["coeffs"]
         return dsc_in.copy(processed_maximum=(float(c[0]), float(c[1]), float(c[2])))
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        lut = pattern_lut(piece.dsc_in.cfa.pattern, piece.data["coeffs"])
-        k = get_kernel("temperature", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty_like(inp)
-        k(f32(inp), lut, roi_in.x, roi_in.y, out)
-        return out
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
+        return {"coeff": pattern_lut(piece.dsc_in.cfa.pattern, piece.data["coeffs"]), "ox": roi_in.x, "oy": roi_in.y}
