@@ -277,6 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
+    if os.environ.get("PIXELPIPE_KERNEL_STATS"):
+        import atexit
+        import json
+
+        def _stats():
+            from .engine.kernels import STATS
+
+            print(f"pixelpipe: kernel stats {json.dumps(STATS)}", file=sys.stderr)
+
+        atexit.register(_stats)
     try:
         return int(args.func(args) or 0)
     except PixelpipeError as e:

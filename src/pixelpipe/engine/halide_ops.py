@@ -110,17 +110,21 @@ XYC = (x, y, c)
 BUILTINS = ("in_w", "in_h", "dx", "dy")
 
 
-def declare_inputs(inputs) -> dict:
-    """hl.Param/ImageParam objects for a module's declared inputs (+ the built-ins)."""
+def declare_inputs(inputs, prefix: str = "", builtins: dict | None = None) -> dict:
+    """hl.Param/ImageParam objects for a module's declared inputs (+ the built-ins).
+
+    ``prefix`` keeps argument names unique when several modules are fused;
+    ``builtins`` shares one set of in_w/in_h/dx/dy between fused point-wise modules.
+    """
     types = {"f32": hl.Float(32), "i32": hl.Int(32), "buf_f32": hl.Float(32), "buf_i32": hl.Int(32)}
     p = {}
     for i in inputs:
         if i.kind.startswith("buf_"):
-            p[i.name] = hl.ImageParam(types[i.kind], i.dims, i.name)
+            p[i.name] = hl.ImageParam(types[i.kind], i.dims, prefix + i.name)
         else:
-            p[i.name] = hl.Param(types[i.kind], i.name)
+            p[i.name] = hl.Param(types[i.kind], prefix + i.name)
     for n in BUILTINS:
-        p[n] = hl.Param(hl.Int(32), n)
+        p[n] = builtins[n] if builtins is not None else hl.Param(hl.Int(32), n)
     return p
 
 

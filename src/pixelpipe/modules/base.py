@@ -397,11 +397,12 @@ class HalideModule(Module):
         return get_kernel(f"{self.op}{('_' + variant) if variant else ''}", build, variant=variant,
                           device=piece.device, source_tag=source_tag_of(type(self)))
 
-    def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+    def runtime_args(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> list:
+        """The values of ``inputs``, converted for the kernel, in declaration order."""
         from ..engine.kernels import f32
 
         vals = self.values(piece, roi_in, roi_out)
-        args = [f32(inp)]
+        args = []
         for i in self.inputs:
             v = vals[i.name]
             if i.kind == "buf_f32":
@@ -413,6 +414,12 @@ class HalideModule(Module):
             else:
                 v = float(v)
             args.append(v)
+        return args
+
+    def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        from ..engine.kernels import f32
+
+        args = [f32(inp)] + self.runtime_args(piece, roi_in, roi_out)
         h, w = inp.shape[-2:]
         sx = roi_out.x - int(round(roi_in.x * roi_out.scale / roi_in.scale))
         sy = roi_out.y - int(round(roi_in.y * roi_out.scale / roi_in.scale))

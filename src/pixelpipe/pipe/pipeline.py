@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine.fusion import run_fused
 from ..engine.halide_ops import resample
 from ..engine.target import resolve_device
 from ..errors import PixelpipeError, UnsupportedCFAError
 from ..io.source import SourceImage
 from ..modules import registry
-from ..modules.base import BufferDesc, Flags, Module, Piece, ROI, Tags
-from .cache import PipeCache
+from ..modules.base import BufferDesc, Flags, HalideModule, Module, Piece, ROI, Tags
+from .cache import PipeCache, memory_budget as memory_budget_default
 from .history import Edit, ModuleInstance, parse_label
 from .kinds import CACHE_LINES, PipeKind, canonical
 
@@ -55,6 +57,7 @@ class RunRecord:
     pieces: dict[str, Piece] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
     from_cache: str | None = None
+    tiles: int = 1
 
 
 class Pipe:
@@ -77,6 +80,8 @@ class Pipe:
         self.executions: Counter[str] = Counter()
         self.last = RunRecord()
         self.notices: list[str] = list(edit.notices) + list(image.notices)
+        #: fuse point-wise runs (export and thumbnail pipes keep no intermediate anyway)
+        self.fuse = self.kind in ("export", "thumbnail") and not os.environ.get("PIXELPIPE_NO_FUSION")
         if image.is_raw and (image.cfa is None or image.cfa.kind != "bayer"):
             kind_name = image.cfa.kind if image.cfa is not None else "unknown"
             what = {"xtrans": "X-Trans (6x6) mosaics", "4color": "four-colour (CYGM) mosaics",
@@ -230,10 +235,20 @@ class Pipe:
                     focus_in = i - 1
         if focus_in is not None and focus_in < start:
             self.cache.mark_important(keys[focus_in])
-        for i in range(start, len(stages)):
+        i = start
+        while i < len(stages):
             st = stages[i]
             p = st.piece
-            if p.fast and st.module.flags & Flags.EXPENSIVE:
+            run = self._fusable_run(stages, i)
+            if len(run) > 1:
+                # export pipes need no intermediate: one kernel for the whole point-wise run
+                out = run_fused([(s.module, s.piece) for s in run], buf, st.roi_in, st.roi_out, self.device)
+                for s in run[:-1]:
+                    self.executions[s.label] += 1
+                    rec.executed.append(s.label)
+                i += len(run) - 1
+                st, p = stages[i], stages[i].piece
+            elif p.fast and st.module.flags & Flags.EXPENSIVE:
                 out = st.module.process_fast(p, buf, st.roi_in, st.roi_out)
             else:
                 out = st.module.process(p, buf, st.roi_in, st.roi_out)
@@ -247,8 +262,27 @@ class Pipe:
                 self.cache.mark_important("")  # only one important line at a time
             self.cache.put(keys[i], out, important=i == focus_in)
             buf = out
+            i += 1
         self.last = rec
         return buf
+
+    def _fusable(self, st: Stage) -> bool:
+        m = st.module
+        return (isinstance(m, HalideModule) and m.pointwise and st.roi_in == st.roi_out
+                and not (st.piece.fast and m.flags & Flags.EXPENSIVE)
+                and not getattr(st.instance, "blend", None))
+
+    def _fusable_run(self, stages: list[Stage], i: int) -> list[Stage]:
+        """The point-wise stages from ``i`` on that may run as one kernel (export-like pipes only)."""
+        if not self.fuse or not self._fusable(stages[i]):
+            return [stages[i]]
+        run = [stages[i]]
+        for st in stages[i + 1:]:
+            prev = run[-1].module
+            if not self._fusable(st) or st.module.channels_in != prev.channels_out:
+                break
+            run.append(st)
+        return run
 
     def fit_scale(self, width: int | None = None, height: int | None = None,
                   allow_upscale: bool = False) -> tuple[float, int, int]:
@@ -265,10 +299,42 @@ class Pipe:
         return s, scaled(w, s), scaled(h, s)
 
     def render(self, width: int | None = None, height: int | None = None, *,
-               allow_upscale: bool = False) -> np.ndarray:
-        """The whole image fitted into width x height: planar (3, h, w) display-encoded."""
+               allow_upscale: bool = False, memory_budget: int | None = None) -> np.ndarray:
+        """The whole image fitted into width x height: planar (3, h, w) display-encoded.
+
+        An image whose processing would need more than the memory budget is
+        processed in horizontal bands; each band's region of interest carries
+        the padding every module asks for, so the result equals an untiled run.
+        """
         s, w, h = self.fit_scale(width, height, allow_upscale)
-        return self.process(ROI(0, 0, w, h, s), upscale=s > 1.0)
+        roi = ROI(0, 0, w, h, s)
+        budget = memory_budget if memory_budget is not None else memory_budget_default()
+        need = self.estimate_bytes(roi, upscale=s > 1.0)
+        if need <= budget or h < 16:
+            return self.process(roi, upscale=s > 1.0)
+        bands = min(h // 8, max(2, math.ceil(need / max(budget, 1) * 1.25)))
+        step = math.ceil(h / bands)
+        out = np.empty((3, h, w), np.float32)
+        keep, self.cache = self.cache, PipeCache(2, cap_bytes=0)  # bands are not worth caching
+        try:
+            for y0 in range(0, h, step):
+                band = ROI(0, y0, w, min(step, h - y0), s)
+                out[:, y0: y0 + band.height] = self.process(band, upscale=s > 1.0)
+        finally:
+            self.cache = keep
+        self.last.tiles = bands
+        return out
+
+    def estimate_bytes(self, roi_out: ROI, upscale: bool = False) -> int:
+        """Peak bytes of the largest step (its input and output buffers) for ``roi_out``."""
+        stages, _ = self.plan(upscale)
+        self._backward(stages, roi_out)
+        peak = 0
+        for st in stages:
+            cin = st.piece.dsc_in.channels if st.piece.dsc_in else 3
+            cout = st.piece.dsc_out.channels if st.piece.dsc_out else 3
+            peak = max(peak, 4 * (cin * st.roi_in.area + cout * st.roi_out.area))
+        return peak + 4 * self.image.data.size  # the decoded input stays resident
 
     def output_profile(self) -> str:
         st = [s for s in self.stages() if s.module.op == "colorout"]

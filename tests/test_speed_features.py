@@ -1,0 +1,69 @@
+"""Speed machinery that must not change results: fusion, tiling; and the persistent kernel cache."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import raw_file
+from pixelpipe.io.decode import load
+from pixelpipe.pipe.history import Edit
+from pixelpipe.pipe.pipeline import Pipe
+
+CHART = "canon_550d_magiclantern_colorchart.dng"
+
+
+@pytest.fixture(scope="module")
+def chart():
+    return load(raw_file(CHART))
+
+
+def test_fused_export_equals_module_by_module(chart, monkeypatch):
+    edit = Edit.default_for(chart)
+    fused = Pipe(chart, edit, "export")
+    assert fused.fuse
+    a = fused.render(width=600)
+    monkeypatch.setenv("PIXELPIPE_NO_FUSION", "1")
+    plain = Pipe(chart, edit, "export")
+    assert not plain.fuse
+    b = plain.render(width=600)
+    np.testing.assert_allclose(a, b, atol=2e-6)
+    # every module still counts as executed
+    assert fused.last.executed == plain.last.executed
+
+
+@pytest.mark.parametrize("width", [None, 700])
+def test_tiled_render_equals_untiled(chart, width):
+    edit = Edit.default_for(chart)
+    whole = Pipe(chart, edit, "export").render(width=width, memory_budget=1 << 40)
+    p = Pipe(chart, edit, "export")
+    tiled = p.render(width=width, memory_budget=20 << 20)  # 20 MB: forces bands
+    assert p.last.tiles > 1
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def _export_stats(tmp_path, cache, name):
+    env = dict(os.environ, PIXELPIPE_KERNEL_CACHE=str(cache), PIXELPIPE_KERNEL_STATS="1")
+    r = subprocess.run([sys.executable, "-m", "pixelpipe.cli", "export", str(raw_file(CHART)),
+                        str(tmp_path / name), "--width", "300"], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr
+    line = [l for l in r.stderr.splitlines() if l.startswith("pixelpipe: kernel stats ")][-1]
+    return json.loads(line.split("pixelpipe: kernel stats ", 1)[1])
+
+
+def test_second_process_compiles_nothing(tmp_path):
+    from pixelpipe.engine.kernels import _aot_possible
+
+    if not _aot_possible():
+        pytest.skip("no C++ compiler or Python headers here: kernels are JIT-compiled per process")
+    cache = tmp_path / "kernels"
+    first = _export_stats(tmp_path, cache, "a.jpg")
+    assert first["compiled"] > 0
+    second = _export_stats(tmp_path, cache, "b.jpg")
+    assert second["compiled"] == 0 and second["jit"] == 0
+    assert second["loaded_from_disk"] == first["compiled"]
