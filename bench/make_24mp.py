@@ -226,6 +226,9 @@ def build(src: str, dst: str, width: int, height: int, x0: int, y0: int, opcodes
                                dir=os.path.dirname(os.path.abspath(dst)))
     with os.fdopen(fd, "wb") as f:
         f.write(buf)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
     os.replace(tmp, dst)
     print(f"wrote {dst}: {width}x{height} ({width * height / 1e6:.1f} MP) from {w}x{h}, "
           f"tiled {reps[0]}x{reps[1]}, crop origin ({x0},{y0}), {len(buf):,} B")
