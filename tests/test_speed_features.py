@@ -24,6 +24,7 @@ def chart():
 
 def test_fused_export_equals_module_by_module(chart, monkeypatch):
     edit = Edit.default_for(chart)
+    monkeypatch.setenv("PIXELPIPE_FUSION", "1")
     fused = Pipe(chart, edit, "export")
     assert fused.fuse
     a = fused.render(width=600)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from .errors import OrderError, OutputError, PixelpipeError
 
 WORKFLOWS = ["scene-referred", "scene-referred-sigmoid", "scene-referred-filmic", "scene-referred-agx",
              "display-referred", "none"]
-OUTPUT_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
 def _notice(msg: str) -> None:
@@ -24,53 +22,67 @@ def _notice(msg: str) -> None:
 
 
 # ------------------------------------------------------------------ export
-def _outputs(inputs: list[str], output: str) -> list[tuple[str, Path]]:
-    out = Path(output)
-    if len(inputs) == 1 and out.suffix.lower() in OUTPUT_EXTS and not out.is_dir():
-        return [(inputs[0], out)]
-    if out.suffix.lower() in OUTPUT_EXTS and not out.is_dir():
-        raise OutputError("several inputs need an output folder, not a file name", path=output)
-    files: list[str] = []
-    for i in inputs:
-        p = Path(i)
-        if p.is_dir():
-            files += sorted(str(f) for f in p.rglob("*") if f.is_file() and not f.name.endswith((".xmp", ".json")))
-        else:
-            files.append(i)
-    return [(f, out / (Path(f).stem + ".jpg")) for f in files]
+def _export_request(a) -> dict:
+    """The export as plain data: what the local runner and the ``serve`` worker both take."""
+    return {
+        "inputs": list(a.inputs), "output": a.output, "cwd": os.getcwd(),
+        "sidecar": a.sidecar, "workflow": a.workflow, "order": a.order, "style": a.style,
+        "device": a.device, "overwrite": a.overwrite,
+        "width": a.width, "height": a.height, "hq": a.hq, "bpp": a.bpp, "quality": a.quality,
+        "format": a.format, "presets": a.preset or [], "preset_files": a.presets or [],
+        "include": a.include or [], "exclude": a.exclude or [], "recursive": not a.no_recursive,
+        "jobs": a.jobs, "scheduler": a.scheduler, "debug": bool(getattr(a, "debug", False)),
+    }
+
+
+def _outputs(a) -> int:
+    """Run the export request of ``a``: through a running ``pixelpipe serve`` worker when there
+    is one (no start-up cost), else in this process (see pixelpipe.batch)."""
+    from .batch.report import ConsoleReporter
+
+    req = _export_request(a)
+    progress = None if a.progress is None else a.progress
+    rep = ConsoleReporter(quiet=a.quiet, progress=False if a.quiet else progress,
+                          debug=bool(getattr(a, "debug", False)))
+    if not a.no_server and not a.scheduler and not os.environ.get("PIXELPIPE_NO_SERVER"):
+        from .batch.client import export_via_server
+
+        code = export_via_server(req, rep)
+        if code is not None:
+            return code
+    from .batch.runner import run_export
+
+    return run_export(req, rep.handle)
 
 
 def cmd_export(a) -> int:
-    from .api import export
+    return _outputs(a)
 
-    jobs = _outputs(a.inputs, a.output)
-    if len(jobs) > 1:
-        Path(a.output).mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for src, dst in jobs:
-        t0 = time.perf_counter()
-        try:
-            from .api import open as open_photo
 
-            photo = open_photo(src, sidecar=a.sidecar, workflow=a.workflow, order=a.order)
-            if a.style:
-                from .presets import apply_style  # noqa: F401 (issue 3)
-            path = photo.export(dst, width=a.width, height=a.height, hq=a.hq, bpp=a.bpp, device=a.device,
-                                overwrite=a.overwrite, quality=a.quality)
-            for n in photo.notices:
-                _notice(f"{src}: {n}")
-            if not a.quiet:
-                print(f"{src} -> {path} ({time.perf_counter() - t0:.2f} s)")
-        except PixelpipeError as e:
-            if len(jobs) == 1:
-                raise
-            failed += 1
-            print(f"pixelpipe: error: {e}", file=sys.stderr)
-            if a.debug:
-                traceback.print_exc()
-    if len(jobs) > 1:
-        print(f"{len(jobs) - failed} written, {failed} failed")
-    return 1 if failed else 0
+def cmd_serve(a) -> int:
+    from .batch import client
+
+    if a.stop:
+        stopped = client.stop_servers()
+        print(f"stopped {stopped} pixelpipe worker{'s' if stopped != 1 else ''}" if stopped
+              else "no pixelpipe worker was running")
+        return 0
+    if a.status:
+        st = client.server_status()
+        if st is None:
+            print("no pixelpipe worker is running")
+            return 1
+        for k, v in st.items():
+            print(f"{k}: {v}")
+        return 0
+    if a.foreground:
+        from .batch.server import serve_forever
+
+        return serve_forever(idle_timeout=a.idle_timeout, jobs=a.jobs, warm=not a.no_warm)
+    info = client.start_server(idle_timeout=a.idle_timeout, jobs=a.jobs, warm=not a.no_warm)
+    print(f"pixelpipe worker {'already ' if info.get('already') else ''}running: pid {info['pid']}, "
+          f"socket {info['socket']}, stops after {a.idle_timeout:g} s idle (pixelpipe serve --stop)")
+    return 0
 
 
 # ------------------------------------------------------------------ order
@@ -198,23 +210,66 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp):
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    e = sub.add_parser("export", help="process raws/images and write JPEG/PNG/TIFF")
+    from .batch.variables import help_text as _variables_help
+
+    e = sub.add_parser(
+        "export", help="process raws/images and write JPEG/PNG/TIFF (one file, or many in parallel)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="pixelpipe export IN OUT.jpg            one file\n"
+                    "pixelpipe export IN... FOLDER|PATTERN   many files and folders (recursive)\n\n"
+                    "PATTERN uses darktable's variables, e.g. 'out/$(EXIF.YEAR)/$(FILE.NAME)_$(SEQUENCE)';\n"
+                    "the extension comes from the format. An output that is up to date (made from the\n"
+                    "same input, sidecar and settings) is skipped; another existing file is left alone\n"
+                    "unless --overwrite. Exit code 0: every output up to date; 1: some failed or stale;\n"
+                    "130: interrupted (no partial files are left).",
+        epilog="output presets (--preset NAME[:key=value,...], --presets FILE.toml with [preset.NAME] tables):\n"
+               "  keys format=jpg|png|tif width height hq bpp quality pattern suffix;\n"
+               "  built-in: full, web (2048 px, _web), thumb (512 px, _thumb), tiff16, png16\n\n"
+               "variables:\n  " + _variables_help().replace("\n", "\n  "))
     common(e)
-    e.add_argument("inputs", nargs="+", metavar="INPUT")
-    e.add_argument("output", metavar="OUTPUT")
+    e.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
+    e.add_argument("output", metavar="OUTPUT", help="a file name (one input), a folder or a pattern")
     e.add_argument("--sidecar", help="edit to apply (default: INPUT.pixelpipe.json, else the workflow's defaults)")
     e.add_argument("--width", type=int, help="fit into this width (no upscaling)")
     e.add_argument("--height", type=int, help="fit into this height")
     e.add_argument("--hq", action="store_true", help="high quality: process at full size, downscale at the end")
     e.add_argument("--workflow", choices=WORKFLOWS, default=None)
     e.add_argument("--order", help="legacy|v30|v30_jpg|v50|v50_jpg or a saved order preset")
-    e.add_argument("--bpp", type=int, choices=(8, 16, 32), default=8)
-    e.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100")
+    e.add_argument("--bpp", type=int, choices=(8, 16, 32), default=None, help="bits per sample (default 8)")
+    e.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 (default 95)")
+    e.add_argument("--format", choices=("jpg", "jpeg", "png", "tif", "tiff"), default=None,
+                   help="output format for a folder or pattern (default jpg)")
+    e.add_argument("--preset", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="an output preset; repeat for several outputs per input")
+    e.add_argument("--presets", action="append", metavar="FILE.toml", help="output presets from a TOML file")
+    e.add_argument("--include", action="append", metavar="GLOB", help="only files matching (name or path below the folder)")
+    e.add_argument("--exclude", action="append", metavar="GLOB", help="leave out files matching")
+    e.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
     e.add_argument("--device", default="cpu", help="cpu|cuda|auto (metal|vulkan|opencl experimental)")
     e.add_argument("--style", help="apply a named style (several module presets)")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    e.add_argument("--overwrite", action="store_true", help="replace existing outputs that are not up to date")
+    e.add_argument("-j", "--jobs", default=None, metavar="N|auto",
+                   help="worker processes (an embedded Dask LocalCluster); default 1: this process")
+    e.add_argument("--scheduler", metavar="tcp://HOST:8786", help="run on this Dask cluster")
+    e.add_argument("--no-server", action="store_true", help="do not use a running `pixelpipe serve` worker")
+    e.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show the progress bar even when stderr is not a terminal")
+    e.add_argument("--no-progress", dest="progress", action="store_false")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="a per-user background worker that later commands use (no start-up cost)")
+    common(sv)
+    g = sv.add_mutually_exclusive_group()
+    g.add_argument("--stop", action="store_true", help="stop the running worker(s)")
+    g.add_argument("--status", action="store_true", help="show the running worker")
+    g.add_argument("--foreground", action="store_true", help="run in this process (logs to stderr)")
+    sv.add_argument("--idle-timeout", type=float, default=900.0, metavar="SECONDS",
+                    help="stop after this long without requests (default 900)")
+    sv.add_argument("-j", "--jobs", default=None, metavar="N|auto",
+                    help="default worker processes for batches sent to it (default: as each command asks)")
+    sv.add_argument("--no-warm", action="store_true", help="do not preload kernels at start")
+    sv.set_defaults(func=cmd_serve)
 
     o = sub.add_parser("order", help="show, check and change the module order of an image's edit")
     common(o)

@@ -1,9 +1,15 @@
-"""Fusing consecutive point-wise modules into one Halide pipeline.
+"""Fusing consecutive modules into one Halide pipeline.
 
-The export pipe does not need every module's output, so a run of point-wise
-modules (output pixel from the same input pixel: exposure, colorin, sigmoid,
-colorout, gamma, ...) is compiled as one kernel: every intermediate is inlined
-and each pixel is read and written once, instead of once per module.
+The export pipe does not need every module's output. On the CPU a run of
+point-wise modules (exposure, colorin, sigmoid, colorout, gamma, ...) becomes
+one kernel: intermediates are inlined and each pixel is read and written once.
+On a GPU the whole same-scale chain (neighbourhood modules included) is one
+pipeline, so buffers stay on the device between modules and cross the bus
+once each way; Halide's Li2018 autoscheduler places the GPU stages.
+
+Each module keeps its own inputs (prefixed ``m<k>_``) and its own built-ins
+(input size and output offset), so a neighbourhood module in the chain clamps
+to the region its predecessor produced, exactly as when it runs alone.
 """
 from __future__ import annotations
 
@@ -15,40 +21,88 @@ from . import halide_ops as ho
 from .kernels import f32, get_kernel, source_tag_of
 
 
+def chain_variant(chain) -> str:
+    return "|".join(f"{m.op}:{m.variant(p)}:{m.channels_in}>{m.channels_out}" for m, p in chain)
+
+
+def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bool = False):
+    """Funcs for ``chain`` (list of (module, piece)); returns (output Func, argument list).
+
+    ``output_u8``: end with the 8-bit quantisation (round to nearest) of the
+    display-encoded result, as darktable's gamma does, so 8-bit exports move a
+    quarter of the bytes.
+    """
+    hl = ho.hl
+    first = chain[0][0]
+    dims_in = 2 if first.channels_in == 1 else 3
+    src = hl.ImageParam(hl.Float(32), dims_in, "input")
+    f = hl.Func("in")
+    f[tuple(ho.XYC[:dims_in])] = src[tuple(ho.XYC[:dims_in])]
+    args = [src]
+    params_all = []
+    stage_outputs = []
+    for k, (m, p) in enumerate(chain):
+        builtins = {n: hl.Param(hl.Int(32), f"m{k}_{n}") for n in ho.BUILTINS}
+        params = ho.declare_inputs(m.inputs, prefix=f"m{k}_", builtins=builtins)
+        f = m.algorithm(f, params, p)
+        stage_outputs.append(f)
+        args += [params[i.name] for i in m.inputs] + [builtins[n] for n in ho.BUILTINS]
+        params_all.append(params)
+    last_m, last_p = chain[-1]
+    if output_u8:
+        q = hl.Func("quantised")
+        q[ho.x, ho.y, ho.c] = hl.cast(hl.UInt(8), hl.clamp(f[ho.x, ho.y, ho.c], 0.0, 1.0) * 255.0 + 0.5)
+        f = q
+    if device == "cpu":
+        if len(stage_outputs) == 1 and not output_u8:
+            last_m.schedule(f, last_p)
+        else:
+            _schedule_fused_cpu(f, [g for g in stage_outputs if g is not f])
+    else:
+        ho.gpu_autoschedule(f, src, chain, params_all, device, estimate)
+    return f, args
+
+
+def _schedule_fused_cpu(final, intermediates) -> None:
+    """Strips of rows flow through the chain: for each strip every module's output is
+    computed into a small cache-resident buffer that the next module reads, so the chain
+    makes one pass over memory and each module keeps its own vectorised inner loop."""
+    hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
+    yo, yi = hl.Var("yo"), hl.Var("yi")
+    # channels innermost and unrolled: per-pixel work shared by the three channels
+    # (a tone curve's min/max/mid, a matrix's inputs) is computed once
+    if final.dimensions() == 3:
+        final.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    final.split(y, yo, yi, 8, ho.GUARD).parallel(yo).vectorize(x, ho.VEC, ho.GUARD)
+    for g in intermediates:
+        g.compute_at(final, yo)
+        if g.dimensions() == 3:
+            g.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+        g.vectorize(x, ho.VEC, ho.GUARD)
+
+
 def fused_kernel(chain, device: str = "cpu"):
-    """A kernel ``k(input, *args_of_each_module, in_w, in_h, dx, dy, out)`` for ``chain``,
-    a list of (module, piece) pairs of point-wise HalideModules."""
-    variant = "|".join(f"{m.op}:{m.variant(p)}:{m.channels_in}>{m.channels_out}" for m, p in chain)
+    """A kernel ``k(input, *per_module(args..., in_w, in_h, dx, dy), out)`` for ``chain``."""
+    variant = chain_variant(chain)
     name = "fused_" + hashlib.sha1(variant.encode()).hexdigest()[:12]
-
-    def build():
-        hl = ho.hl
-        first = chain[0][0]
-        dims_in = 2 if first.channels_in == 1 else 3
-        src = hl.ImageParam(hl.Float(32), dims_in, "input")
-        f = hl.Func("in")
-        f[tuple(ho.XYC[:dims_in])] = src[tuple(ho.XYC[:dims_in])]
-        builtins = {n: hl.Param(hl.Int(32), n) for n in ho.BUILTINS}
-        args = [src]
-        for k, (m, p) in enumerate(chain):
-            params = ho.declare_inputs(m.inputs, prefix=f"m{k}_", builtins=builtins)
-            f = m.algorithm(f, params, p)
-            args += [params[i.name] for i in m.inputs]
-        last_m, last_p = chain[-1]
-        last_m.schedule(f, last_p)
-        return f, args + [builtins[n] for n in ho.BUILTINS]
-
-    return get_kernel(name, build, variant=variant, device=device,
+    return get_kernel(name, lambda: build_chain(chain, device), variant=variant, device=device,
                       source_tag=source_tag_of(*[type(m) for m, _ in chain]))
 
 
-def run_fused(chain, inp: np.ndarray, roi_in, roi_out, device: str = "cpu") -> np.ndarray:
-    args = [f32(inp)]
-    for m, p in chain:
-        args += m.runtime_args(p, roi_in, roi_out)
-    h, w = inp.shape[-2:]
-    args += [w, h, 0, 0]
+def chain_args(chain, rois) -> list:
+    """Runtime arguments for ``chain`` given each stage's (roi_in, roi_out)."""
+    args = []
+    for (m, p), (rin, rout) in zip(chain, rois):
+        args += m.runtime_args(p, rin, rout)
+        sx = rout.x - int(round(rin.x * rout.scale / rin.scale))
+        sy = rout.y - int(round(rin.y * rout.scale / rin.scale))
+        args += [rin.width, rin.height, sx, sy]
+    return args
+
+
+def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu") -> np.ndarray:
+    args = [f32(inp)] + chain_args(chain, rois)
     last_m, last_p = chain[-1]
-    out = np.empty(last_m.output_shape(last_p, roi_out), np.float32)
+    out = np.empty(last_m.output_shape(last_p, rois[-1][1]), np.float32)
     fused_kernel(chain, device)(*args, out)
     return out

@@ -131,3 +131,43 @@ def declare_inputs(inputs, prefix: str = "", builtins: dict | None = None) -> di
 def clamped(inp: hl.Func, p: dict) -> hl.Func:
     """The module input with edges repeated beyond the buffer (for neighbourhood algorithms)."""
     return hl.BoundaryConditions.repeat_edge(inp, [(0, p["in_w"]), (0, p["in_h"])])
+
+
+# --------------------------------------------------------------------------- GPU schedules
+
+_li2018_loaded = False
+
+
+def gpu_autoschedule(out: hl.Func, src: hl.ImageParam, chain, params_all, device: str, estimate) -> None:
+    """Schedule ``out`` (and everything it calls) for a GPU with the Li2018 autoscheduler.
+
+    The modules' hand-written schedules target CPUs; Li2018, shipped with the
+    Halide wheel, needs only size estimates and handles GPU block/thread
+    placement for any algorithm.
+    """
+    import os
+
+    from .target import target_for
+
+    global _li2018_loaded
+    if not _li2018_loaded:
+        hl.load_plugin(os.path.join(os.path.dirname(hl.__file__), "lib64", "libautoschedule_li2018.so"))
+        _li2018_loaded = True
+    w, h = estimate
+    dims = src.dimensions()
+    src.set_estimates([(0, w), (0, h)] + ([(0, 3)] if dims == 3 else []))
+    for (m, _), params in zip(chain, params_all):
+        for i in m.inputs:
+            v = params[i.name]
+            if i.kind.startswith("buf_"):
+                v.set_estimates([(0, 16)] * i.dims)
+            elif i.kind == "i32":
+                v.set_estimate(0)
+            else:
+                v.set_estimate(1.0)
+        for n in ("in_w", "in_h"):
+            params[n].set_estimate(w if n == "in_w" else h)
+        for n in ("dx", "dy"):
+            params[n].set_estimate(0)
+    out.set_estimates([(0, w), (0, h)] + ([(0, 3)] if out.dimensions() == 3 else []))
+    hl.Pipeline(out).apply_autoscheduler(target_for(device), hl.AutoschedulerParams("Li2018", {}))

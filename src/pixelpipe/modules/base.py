@@ -391,7 +391,10 @@ class HalideModule(Module):
             inp = hl.Func("in")
             inp[tuple(ho.XYC[:dims_in])] = src[tuple(ho.XYC[:dims_in])]
             out = self.algorithm(inp, p, piece)
-            self.schedule(out, piece)
+            if piece.device == "cpu":
+                self.schedule(out, piece)
+            else:
+                ho.gpu_autoschedule(out, src, [(self, piece)], [p], piece.device, (4000, 3000))
             return out, [src] + [p[i.name] for i in self.inputs] + [p[n] for n in ho.BUILTINS]
 
         return get_kernel(f"{self.op}{('_' + variant) if variant else ''}", build, variant=variant,

@@ -2,7 +2,11 @@
 
 Raw: the white-balanced camera RGB is multiplied by the camera matrix
 (file, else LibRaw's table; neither: the camera is assumed to be linear sRGB,
-with a notice). Non-raw: the file's transfer curve is decoded, then its
+with a notice). :func:`camera_matrix` and :func:`reference_coefficients` give
+the same matrix and darktable's "camera reference" (D65) white balance through
+it, for the white balance and color calibration modules (the scene-referred
+path: temperature at the camera reference, the scene illuminant adapted later
+by channelmixerrgb). Non-raw: the file's transfer curve is decoded, then its
 primaries are converted. Region of interest: a point operation.
 """
 from __future__ import annotations
@@ -90,3 +94,39 @@ class Colorin(HalideModule):
     def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         t = piece.data["trc"]
         return {"matrix": f32(piece.data["matrix"]), "g": t["g"], "a": t["a"], "b": t["b"], "cc": t["c"], "d": t["d"]}
+
+
+# --------------------------------------------------------------------------- facts for other modules
+
+def camera_matrix(image) -> np.ndarray | None:
+    """White-balanced camera RGB -> linear Rec.2020: the matrix the "camera" profile applies.
+
+    None where the image has no 3x3 camera matrix (no matrix, or a 4-colour one).
+    """
+    m = getattr(image, "cam_to_xyz", None)
+    if m is None:
+        return None
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (3, 3) or not np.isfinite(m).all():
+        return None
+    try:
+        return cs.camera_to_working(np.linalg.inv(m))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def reference_coefficients(image) -> np.ndarray | None:
+    """darktable's "camera reference" white balance for ``image``: R, G, B, G2 (G = 1).
+
+    The multipliers that make a D65 white neutral through the matrix
+    :func:`camera_matrix` uses (darktable derives its "D65" coefficients from the
+    input matrix the same way), so white-balanced camera (1, 1, 1) is D65 white
+    in the working space. None without a 3x3 matrix.
+    """
+    m = getattr(image, "cam_to_xyz", None)
+    if camera_matrix(image) is None:
+        return None
+    c = cs.daylight_coefficients(np.linalg.inv(np.asarray(m, dtype=np.float64)))
+    if not (np.isfinite(c).all() and (c > 0).all()):
+        return None
+    return np.array([c[0], c[1], c[2], c[1]], dtype=np.float64)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import halide as hl
 import numpy as np
 
-from ..engine.halide_ops import c, rows, x, y
-from ..engine.kernels import f32, get_kernel, source_tag_of
-from .base import Flags, Module, Params, Piece, ROI, Tags, param
+from ..engine.halide_ops import c, x, y
+from .base import Flags, HalideModule, HInput, Params, Piece, ROI, Tags, param
 
 FLIP_Y, FLIP_X, SWAP_XY = 1, 2, 4
 # EXIF orientation 1..8 -> flip bits (see the module docstring for the geometry)
@@ -34,34 +33,11 @@ class FlipParams(Params):
     orientation: int = param(-1, min=-1, max=7)
 
 
-def _build():
-    img = hl.ImageParam(hl.Float(32), 3, "img")
-    fx = hl.Param(hl.Int(32), "fx")  # 1 if mirrored in x
-    fy = hl.Param(hl.Int(32), "fy")
-    swap = hl.Param(hl.Int(32), "swap")
-    x0 = hl.Param(hl.Int(32), "x0")  # output region origin, in the oriented full buffer
-    y0 = hl.Param(hl.Int(32), "y0")
-    ix0 = hl.Param(hl.Int(32), "ix0")  # input region origin, in the input full buffer
-    iy0 = hl.Param(hl.Int(32), "iy0")
-    w_in = hl.Param(hl.Int(32), "w_in")  # full input size at this scale
-    h_in = hl.Param(hl.Int(32), "h_in")
-    X, Y = x + x0, y + y0
-    sx = hl.select(swap == 1, Y, X)  # undo the swap, then the mirrors
-    sy = hl.select(swap == 1, X, Y)
-    sx = hl.select(fx == 1, w_in - 1 - sx, sx)
-    sy = hl.select(fy == 1, h_in - 1 - sy, sy)
-    oriented = hl.Func("oriented")
-    oriented[x, y, c] = img[hl.clamp(sx - ix0, 0, img.dim(0).extent() - 1),
-                            hl.clamp(sy - iy0, 0, img.dim(1).extent() - 1), c]
-    rows(oriented.reorder(x, y, c))
-    return oriented, [img, fx, fy, swap, x0, y0, ix0, iy0, w_in, h_in]
-
-
 def _scaled(n: int, s: float) -> int:
     return max(1, int(round(n * s)))
 
 
-class Flip(Module):
+class Flip(HalideModule):
     op = "flip"
     name = "orientation"
     Params = FlipParams
@@ -69,6 +45,19 @@ class Flip(Module):
     tags = Tags.DISTORT
     default_enabled = True
     summary = "orientation from EXIF or chosen"
+    pointwise = False
+    inputs = tuple(HInput(n, "i32") for n in ("fx", "fy", "swap", "x0", "y0", "ix0", "iy0", "w_full", "h_full"))
+
+    # -- algorithm: each output pixel fetches the input pixel it came from
+    def algorithm(self, img, p, piece):
+        X, Y = x + p["x0"], y + p["y0"]  # output pixel in the oriented full buffer
+        sx = hl.select(p["swap"] == 1, Y, X)  # undo the swap, then the mirrors
+        sy = hl.select(p["swap"] == 1, X, Y)
+        sx = hl.select(p["fx"] == 1, p["w_full"] - 1 - sx, sx)
+        sy = hl.select(p["fy"] == 1, p["h_full"] - 1 - sy, sy)
+        oriented = hl.Func("oriented")
+        oriented[x, y, c] = img[hl.clamp(sx - p["ix0"], 0, p["in_w"] - 1), hl.clamp(sy - p["iy0"], 0, p["in_h"] - 1), c]
+        return oriented
 
     def bits(self, piece) -> int:
         o = piece.params.orientation
@@ -116,14 +105,14 @@ class Flip(Module):
             p[:, 1] = h - p[:, 1]
         return p
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+    def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         b = self.bits(piece)
-        if b == 0:
-            return inp
         s = roi_out.scale
-        w_in, h_in = _scaled(piece.buf_in[0], s), _scaled(piece.buf_in[1], s)
-        k = get_kernel("flip", _build, source_tag=source_tag_of(_build), device=piece.device)
-        out = np.empty((inp.shape[0], roi_out.height, roi_out.width), np.float32)
-        k(f32(inp), int(bool(b & FLIP_X)), int(bool(b & FLIP_Y)), int(bool(b & SWAP_XY)),
-          roi_out.x, roi_out.y, roi_in.x, roi_in.y, w_in, h_in, out)
-        return out
+        return {"fx": int(bool(b & FLIP_X)), "fy": int(bool(b & FLIP_Y)), "swap": int(bool(b & SWAP_XY)),
+                "x0": roi_out.x, "y0": roi_out.y, "ix0": roi_in.x, "iy0": roi_in.y,
+                "w_full": _scaled(piece.buf_in[0], s), "h_full": _scaled(piece.buf_in[1], s)}
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        if self.bits(piece) == 0 and roi_in == roi_out:
+            return inp
+        return super().process(piece, inp, roi_in, roi_out)

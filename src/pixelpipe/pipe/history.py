@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..blend.params import BlendParams, from_sidecar as blend_from_sidecar
 from ..errors import OrderError, ParamsError, PixelpipeError, SidecarError
 from ..io.source import SourceImage
 from ..modules import registry
@@ -51,6 +52,8 @@ class ModuleInstance:
     enabled: bool = True
     params: Params | None = None  # None: the module's defaults for the image
     name: str = ""
+    #: blending & masks (pixelpipe.blend.BlendParams); None: no blending
+    blend: "BlendParams | None" = None
 
     def label(self) -> str:
         return self.op if self.instance == 0 else f"{self.op}#{self.instance}"
@@ -156,7 +159,8 @@ class Edit:
             "modules": [
                 {"op": i.op, "instance": i.instance, "enabled": i.enabled, "name": i.name,
                  "params_version": (registry()[i.op].Params.VERSION if i.op in registry() else None),
-                 "params": i.params.to_dict() if i.params is not None else None}
+                 "params": i.params.to_dict() if i.params is not None else None,
+                 **({"blend": i.blend.to_dict()} if i.blend is not None else {})}
                 for i in self.instances
             ],
         }
@@ -209,7 +213,12 @@ class Edit:
                 except ParamsError as e:
                     raise bad(str(e)) from None
             name = m.get("name", "")
-            edit.instances.append(ModuleInstance(op, inst_n, enabled, params, name if isinstance(name, str) else ""))
+            try:
+                blend = blend_from_sidecar(reg[op], op, m.get("blend"))
+            except ParamsError as e:
+                raise bad(f"modules[{k}] ({op}): {e}") from None
+            edit.instances.append(ModuleInstance(op, inst_n, enabled, params, name if isinstance(name, str) else "",
+                                                 blend))
             if (op, inst_n) not in edit.order:
                 if inst_n == 0:
                     raise bad(f"module {op} is not in the edit's module order")

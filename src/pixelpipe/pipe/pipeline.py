@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..blend import pipe_hooks as blend_hooks
 from ..engine.fusion import run_fused
 from ..engine.halide_ops import resample
 from ..engine.target import resolve_device
@@ -80,8 +81,16 @@ class Pipe:
         self.executions: Counter[str] = Counter()
         self.last = RunRecord()
         self.notices: list[str] = list(edit.notices) + list(image.notices)
+        # blending & masks (pixelpipe.blend): published raster masks; darkroom "display mask" label
+        self.raster_masks = blend_hooks.RasterStore()
+        self.show_mask: str | None = None
         #: fuse point-wise runs (export and thumbnail pipes keep no intermediate anyway)
-        self.fuse = self.kind in ("export", "thumbnail") and not os.environ.get("PIXELPIPE_NO_FUSION")
+        # On a GPU the whole chain fuses so buffers stay on the device. On the CPU,
+        # measured on 12 MP (BENCHMARKS.md), fusing the point-wise run was no faster
+        # than module by module (the run is compute-bound), so it is opt-in there.
+        fuse_env = os.environ.get("PIXELPIPE_FUSION", "")
+        self.fuse = (self.kind in ("export", "thumbnail") and not os.environ.get("PIXELPIPE_NO_FUSION")
+                     and (self.device != "cpu" or fuse_env == "1"))
         if image.is_raw and (image.cfa is None or image.cfa.kind != "bayer"):
             kind_name = image.cfa.kind if image.cfa is not None else "unknown"
             what = {"xtrans": "X-Trans (6x6) mosaics", "4color": "four-colour (CYGM) mosaics",
@@ -174,7 +183,7 @@ class Pipe:
             dsc = st.module.output_desc(p, dsc)
             p.dsc_out = dsc
             ph = (f"{st.module.op}|{st.instance.instance}|{type(p.params).VERSION}|{p.params.digest()}"
-                  f"|focused={p.focused}")
+                  f"|focused={p.focused}|{blend_hooks.piece_salt(st)}")
             running = hashlib.sha256(f"{running}|{ph}".encode()).hexdigest()
             st.hash = running
             for n in p.notices:
@@ -224,6 +233,7 @@ class Pipe:
                 start, buf = i + 1, hit
                 rec.from_cache = stages[i].label
                 break
+        start, buf = blend_hooks.ensure_raster_sources(self, stages, keys, start, buf, rec)
         if buf is None:
             buf = self._input(stages[0].roi_in)
         # the input of the focused module is kept (darktable's next_important_module)
@@ -242,7 +252,8 @@ class Pipe:
             run = self._fusable_run(stages, i)
             if len(run) > 1:
                 # export pipes need no intermediate: one kernel for the whole point-wise run
-                out = run_fused([(s.module, s.piece) for s in run], buf, st.roi_in, st.roi_out, self.device)
+                out = run_fused([(s.module, s.piece) for s in run], buf,
+                                [(s.roi_in, s.roi_out) for s in run], self.device)
                 for s in run[:-1]:
                     self.executions[s.label] += 1
                     rec.executed.append(s.label)
@@ -252,6 +263,7 @@ class Pipe:
                 out = st.module.process_fast(p, buf, st.roi_in, st.roi_out)
             else:
                 out = st.module.process(p, buf, st.roi_in, st.roi_out)
+            out = blend_hooks.after_process(self, stages, keys, i, buf, out)  # masks and blending
             exp = (p.dsc_out.channels, st.roi_out.height, st.roi_out.width)
             got = out.shape if out.ndim == 3 else (1,) + out.shape
             if tuple(got) != exp:
@@ -264,11 +276,14 @@ class Pipe:
             buf = out
             i += 1
         self.last = rec
-        return buf
+        return blend_hooks.show_mask_overlay(self, stages, keys, buf)
 
     def _fusable(self, st: Stage) -> bool:
         m = st.module
-        return (isinstance(m, HalideModule) and m.pointwise and st.roi_in == st.roi_out
+        # on a GPU the whole same-scale chain fuses (data stays on the device); on a CPU
+        # only point-wise runs, whose intermediates inline for free
+        shape_ok = st.roi_in == st.roi_out if self.device == "cpu" else st.roi_in.scale == st.roi_out.scale
+        return (isinstance(m, HalideModule) and (m.pointwise or self.device != "cpu") and shape_ok
                 and not (st.piece.fast and m.flags & Flags.EXPENSIVE)
                 and not getattr(st.instance, "blend", None))
 
@@ -283,6 +298,13 @@ class Pipe:
                 break
             run.append(st)
         return run
+
+    def distort_points(self, pts, upto: str | None = None, *, backward: bool = False,
+                       include: bool = True) -> np.ndarray:
+        """(N, 2) full-resolution points from the pipe's input image through every distorting
+        module up to ``upto`` (its output; its input with ``include=False``; the whole pipe
+        when None), or back from there to the input with ``backward=True``."""
+        return blend_hooks.distort_points(self, pts, upto, backward_=backward, include=include)
 
     def fit_scale(self, width: int | None = None, height: int | None = None,
                   allow_upscale: bool = False) -> tuple[float, int, int]:

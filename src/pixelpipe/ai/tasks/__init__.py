@@ -7,6 +7,13 @@
 | ``rawdenoise`` | ``variants.<kind>.onnx`` (legacy: ``model.onnx`` = bayer) | bayer_v1 ``[1,4,T,T]`` -> ``[1,3,2T,2T]``; linear_v1 ``[1,3,T,T]`` -> ``[1,3,T,T]`` |
 | ``mask`` | ``encoder.onnx`` + ``decoder.onnx`` | encoder ``[1,3,1024,1024]``; decoder takes the encoder outputs (by name) and ``point_coords``, ``point_labels`` (+ SAM2 ``mask_input``, ``has_mask_input``; SegNext ``prev_mask``) |
 
+The task implementations live in the submodules (imported on demand, they need
+numpy and, to run, ONNX Runtime): :mod:`.denoise`, :mod:`.upscale`,
+:mod:`.rawdenoise`, :mod:`.mask` (SAM 2.1 / SegNext), :mod:`.classical_mask`
+(no model), :mod:`.postprocess` and :mod:`.vectorize` (object-mask
+post-processing and Bézier paths), :mod:`.common` (sessions, colour curves,
+rendering through the user's pipe, outputs and group sidecars).
+
 The checks read only the ONNX headers (:mod:`pixelpipe.ai.onnxinfo`), so they
 run at install time without ONNX Runtime; a dimension that the file leaves
 dynamic is accepted.
@@ -20,9 +27,9 @@ from pathlib import Path
 from pixelpipe.errors import AIError
 from pixelpipe.prefs import TASKS
 
-from . import onnxinfo
-from .config import VARIANT_ENUMS, VARIANT_INPUT_KIND, ModelConfig, Variant
-from .onnxinfo import TensorInfo
+from .. import onnxinfo
+from ..config import VARIANT_ENUMS, VARIANT_INPUT_KIND, ModelConfig, Variant
+from ..onnxinfo import TensorInfo
 
 __all__ = ["TASKS", "ModelFile", "model_files", "check_file", "check_model_dir", "check_tensors"]
 

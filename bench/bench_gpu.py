@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Time the default export pipe as Halide pipelines on a GPU (or the CPU) on a 24 MP mosaic.
+
+What it measures (medians of --runs):
+* kernel time: device-resident mosaic in, device-resident 8-bit RGB out, the
+  whole same-scale chain compiled as one pipeline (Li2018 GPU schedule);
+* effective bandwidth: bytes the chain must read and write (mosaic in, 8-bit
+  RGB out) over the kernel time, beside the device's copy bandwidth measured in
+  the same run (PyTorch device-to-device copy when available);
+* end to end per image: host mosaic -> device -> pipe -> host 8-bit (images/s);
+* parity: the GPU output of a crop against the CPU pipe's (written as .npy for
+  a CIEDE2000 comparison on the machine that has colour-science installed).
+
+    python bench/bench_gpu.py --crop bench/out/crop.npz --device cuda --runs 20 --out DIR
+    python bench/bench_gpu.py --make-crop RAW --crop bench/out/crop.npz   # prepare the input (needs rawpy)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def make_crop(raw: str, dest: str, w: int = 1600, h: int = 1200) -> None:
+    from pixelpipe.io.decode import load
+
+    img = load(raw)
+    y0, x0 = (img.height - h) // 2 // 2 * 2, (img.width - w) // 2 // 2 * 2
+    np.savez_compressed(dest, mosaic=img.data[y0:y0 + h, x0:x0 + w].astype(np.uint16),
+                        pattern=img.cfa.pattern, colors=np.array(img.cfa.colors), black=np.array(img.black),
+                        white=np.array(img.white), wb=np.array(img.wb_as_shot), cam_to_xyz=img.cam_to_xyz,
+                        orientation=np.array(img.orientation))
+    print(f"wrote {dest} ({w}x{h} crop of {raw})")
+
+
+def source_from_crop(path: str, width: int, height: int):
+    from pixelpipe.io.source import CFA, SourceImage
+
+    z = np.load(path)
+    crop = z["mosaic"].astype(np.float32)
+    ch, cw = crop.shape
+    reps = (-(-height // ch), -(-width // cw))  # the crop has even size: tiling keeps the CFA phase
+    mosaic = np.ascontiguousarray(np.tile(crop, reps)[:height, :width])
+    return SourceImage(path=path, kind="raw", data=mosaic, cfa=CFA("bayer", z["pattern"], str(z["colors"])),
+                       black=tuple(float(b) for b in z["black"]), white=float(z["white"]),
+                       wb_as_shot=tuple(float(v) for v in z["wb"]), cam_to_xyz=z["cam_to_xyz"],
+                       orientation=int(z["orientation"]))
+
+
+def chain_for(img, device: str):
+    """The default edit's stages at full resolution, split into Halide-fusable segments."""
+    from pixelpipe.modules.base import HalideModule, ROI
+    from pixelpipe.pipe.history import Edit
+    from pixelpipe.pipe.pipeline import Pipe
+
+    pipe = Pipe(img, Edit.default_for(img), "export", device=device)
+    stages, (w, h) = pipe.plan()
+    pipe._backward(stages, ROI(0, 0, w, h, 1.0))
+    segments, cur = [], []
+    for st in stages:
+        if isinstance(st.module, HalideModule):
+            cur.append(st)
+        else:
+            if cur:
+                segments.append(cur)
+            segments.append([st])
+            cur = []
+    if cur:
+        segments.append(cur)
+    return pipe, segments, (w, h)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--make-crop", metavar="RAW")
+    ap.add_argument("--crop", default="bench/out/crop.npz")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--width", type=int, default=6000)
+    ap.add_argument("--height", type=int, default=4000)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
+    a = ap.parse_args()
+    if a.make_crop:
+        make_crop(a.make_crop, a.crop)
+        return 0
+
+    import halide as hl
+
+    from pixelpipe.engine import halide_ops as ho
+    from pixelpipe.engine.fusion import build_chain, chain_args
+    from pixelpipe.engine.target import target_for
+
+    report: dict = {"device": a.device, "size": [a.width, a.height]}
+    img = source_from_crop(a.crop, a.width, a.height)
+    pipe, segments, (w, h) = chain_for(img, a.device)
+    report["segments"] = [[st.label for st in seg] for seg in segments]
+    print("segments:", report["segments"], file=sys.stderr)
+    if len(segments) != 1:
+        print("note: not every stage is a Halide module; timing the segments separately", file=sys.stderr)
+
+    target = target_for(a.device)
+    gpu = a.device != "cpu"
+    iface = hl.get_device_interface_for_device_api(hl.DeviceAPI.CUDA, target) if a.device == "cuda" else None
+    compiled = []
+    t0 = time.perf_counter()
+    from pixelpipe.modules.base import HalideModule
+
+    for seg in segments:
+        chain = [(st.module, st.piece) for st in seg]
+        if not isinstance(seg[0].module, HalideModule):
+            compiled.append((seg, chain, None, False))  # runs on the host, module.process
+            continue
+        to8 = seg[-1].module.op == "gamma"
+        f_final, args = build_chain(chain, a.device, estimate=(w, h), output_u8=to8)
+        callable_ = hl.Pipeline(f_final).compile_to_callable(args, target)
+        compiled.append((seg, chain, callable_, to8))
+    report["compile_s"] = round(time.perf_counter() - t0, 2)
+
+    def hbuf(v):
+        if isinstance(v, np.ndarray):
+            b = hl.Buffer(np.ascontiguousarray(v))
+            if iface is not None:
+                b.copy_to_device(iface)
+            return b
+        return v
+
+    # device-resident run of every segment
+    inp = img.data  # the first stage reads the whole mosaic at scale 1
+    inb = hbuf(np.ascontiguousarray(inp, dtype=np.float32))
+    seg_times = []
+    current = inb
+    outputs = []
+    for seg, chain, fn, to8 in compiled:
+        if fn is None:
+            st = seg[0]
+            if iface is not None:
+                current.copy_to_host()
+            host = np.asarray(current).copy()
+            times = []
+            for k in range(max(3, a.runs // 4)):
+                t = time.perf_counter()
+                res = st.module.process(st.piece, host, st.roi_in, st.roi_out)
+                times.append(time.perf_counter() - t)
+            seg_times.append(statistics.median(times))
+            current = hbuf(np.ascontiguousarray(res))
+            outputs.append(current)
+            continue
+        rois = [(st.roi_in, st.roi_out) for st in seg]
+        args = [hbuf(v) for v in chain_args(chain, rois)]
+        ro = seg[-1].roi_out
+        ch = seg[-1].piece.dsc_out.channels
+        if to8:
+            out = hl.Buffer(hl.UInt(8), [ro.width, ro.height, 3])
+        else:
+            out = hl.Buffer(hl.Float(32), [ro.width, ro.height] + ([3] if ch == 3 else []))
+        if iface is not None:
+            out.device_malloc(iface)
+        times = []
+        for k in range(a.runs + 2):
+            t = time.perf_counter()
+            fn(current, *args, out)
+            if iface is not None:
+                out.device_sync()
+            times.append(time.perf_counter() - t)
+        seg_times.append(statistics.median(times[2:]))
+        outputs.append(out)
+        current = out
+    kernel_s = sum(seg_times)
+    report["kernel_ms"] = round(kernel_s * 1000, 3)
+    report["segment_ms"] = [round(t * 1000, 3) for t in seg_times]
+    bytes_moved = w * h * 4 + w * h * 3  # float mosaic in, 8-bit RGB out
+    report["effective_GBps"] = round(bytes_moved / kernel_s / 1e9, 1)
+
+    # copy bandwidth of the device, same run
+    try:
+        import torch
+
+        if a.device == "cuda" and torch.cuda.is_available():
+            src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+            dst = torch.empty_like(src)
+            for _ in range(3):
+                dst.copy_(src)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(20):
+                dst.copy_(src)
+            torch.cuda.synchronize()
+            dt = (time.perf_counter() - t) / 20
+            report["copy_GBps_read_plus_write"] = round(2 * src.numel() / dt / 1e9, 1)
+    except ImportError:
+        pass
+
+    # end to end: host mosaic -> device -> pipe -> host 8-bit, per image
+    seg, chain, fn, to8 = compiled[0]
+    if len(compiled) == 1:
+        e2e = []
+        rois = [(st.roi_in, st.roi_out) for st in seg]
+        args = [hbuf(v) for v in chain_args(chain, rois)]
+        host_in = np.ascontiguousarray(inp, dtype=np.float32)
+        for k in range(max(5, a.runs // 2)):
+            t = time.perf_counter()
+            b = hl.Buffer(host_in)
+            o = hl.Buffer(hl.UInt(8), [w, h, 3])
+            fn(b, *args, o)
+            if iface is not None:
+                o.copy_to_host()
+            e2e.append(time.perf_counter() - t)
+        report["end_to_end_ms"] = round(statistics.median(e2e[1:]) * 1000, 2)
+        report["images_per_s"] = round(1 / statistics.median(e2e[1:]), 1)
+        final = outputs[-1]
+        if iface is not None:
+            final.copy_to_host()
+        out = np.asarray(final)  # (3, h, w) planar uint8
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        np.save(Path(a.out) / f"gpu_out_{a.device}.npy", out[:, :1200, :1600].copy())
+    print(json.dumps(report, indent=1))
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / f"bench_gpu_{a.device}.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
