@@ -108,7 +108,7 @@ def main() -> int:
 
     target = target_for(a.device)
     gpu = a.device != "cpu"
-    iface = hl.get_device_interface_for_device_api(hl.DeviceAPI.CUDA, target) if a.device == "cuda" else None
+    iface = (hl.DeviceAPI.CUDA, target) if a.device == "cuda" else None
     compiled = []
     t0 = time.perf_counter()
     from pixelpipe.modules.base import HalideModule
@@ -128,7 +128,7 @@ def main() -> int:
         if isinstance(v, np.ndarray):
             b = hl.Buffer(np.ascontiguousarray(v))
             if iface is not None:
-                b.copy_to_device(iface)
+                b.copy_to_device(*iface)
             return b
         return v
 
@@ -162,7 +162,7 @@ def main() -> int:
         else:
             out = hl.Buffer(hl.Float(32), [ro.width, ro.height] + ([3] if ch == 3 else []))
         if iface is not None:
-            out.device_malloc(iface)
+            out.device_malloc(*iface)
         times = []
         for k in range(a.runs + 2):
             t = time.perf_counter()

@@ -75,7 +75,9 @@ def test_temperature_and_highlights_clip():
     yy, xx = np.mgrid[0:16, 0:20]
     np.testing.assert_allclose(out, mosaic * coeff[yy % 2, xx % 2], rtol=1e-6)
     assert piece.dsc_out.processed_maximum == (2.0, 1.0, 1.5)
-    clipped, _ = run_module("highlights", img, out, dsc=piece.dsc_out)
+    from pixelpipe.modules.highlights import HighlightsParams
+
+    clipped, _ = run_module("highlights", img, out, params=HighlightsParams(mode="clip"), dsc=piece.dsc_out)
     np.testing.assert_allclose(clipped, np.minimum(out, 1.0), rtol=1e-6)  # min(processed_maximum) = 1
 
 

@@ -166,7 +166,17 @@ class Preset:
     def applies_to(self, image: SourceImage, workflow: str | None) -> bool:
         if not self.auto_apply or not self.match.matches(image):
             return False
-        return self.workflows is None or workflow in self.workflows
+        if self.workflows is None:
+            return True
+        from .pipe.history import canonical_workflow
+
+        names = set()
+        for w in self.workflows:
+            try:
+                names.add(canonical_workflow(w))
+            except PixelpipeError:
+                names.add(w)
+        return workflow in names
 
 
 def _check_name(name: Any, what: str) -> str:

@@ -162,13 +162,18 @@ def export_via_server(req: dict, reporter) -> int | None:
     if s is None:
         return None
     try:
-        _send(s, {"op": "export", "request": req})
-        s.settimeout(None)
-        events = _lines(s)
+        try:
+            _send(s, {"op": "export", "request": req})
+            s.settimeout(None)
+            events = _lines(s)
+            first = next(events)
+        except (OSError, ValueError, StopIteration):
+            return None  # the worker went away (stopping, idle): run here instead
+        pending = [first]
         interrupted = False
         while True:
             try:
-                ev = next(events)
+                ev = pending.pop() if pending else next(events)
             except StopIteration:
                 print("pixelpipe: error: the pixelpipe worker stopped during the export "
                       "(see `pixelpipe serve --status`; --no-server runs without it)", file=sys.stderr)
@@ -229,6 +234,9 @@ def stop_servers() -> int:
     for p in _candidates():
         if _ask(p, "stop", timeout=30.0) is not None:
             n += 1
+            t0 = time.monotonic()
+            while p.exists() and time.monotonic() - t0 < 30:  # gone once it no longer accepts
+                time.sleep(0.05)
     return n
 
 

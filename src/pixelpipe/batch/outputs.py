@@ -180,7 +180,7 @@ def make_presets(specs: list[str], files: list[str], cli: dict[str, Any]) -> lis
                 v = cli.get(k)
             if v is not None:
                 kw[k] = _coerce(name, k, v)
-        out.append(OutputPreset(name=name, **kw).check())
+        out.append(OutputPreset(name=name, **kw))  # checked by plan_outputs, once the format is known
     return out
 
 
@@ -215,7 +215,6 @@ def plan_outputs(mode: str, output: str, presets: list[OutputPreset], cwd: str) 
             for p in presets:
                 if p.name == "default":
                     p.format = EXT_FORMAT[ext.lower()]
-                    p.check()
         else:
             base = output
         variables.variables_in(base)  # syntax and names, before any work
@@ -242,6 +241,8 @@ def plan_outputs(mode: str, output: str, presets: list[OutputPreset], cwd: str) 
             for p in group:
                 if not p.pattern:
                     p.target = os.path.join(output, p.name, "$(FILE.SUBFOLDER)", "$(FILE.NAME)") + p.suffix
+    for p in presets:
+        p.check()
     return presets
 
 

@@ -68,7 +68,8 @@ def plan_export(req: dict) -> Plan:
     cli = {k: req.get(k) for k in ("width", "height", "hq", "bpp", "quality", "format")}
     if not cli.get("hq"):
         cli["hq"] = None
-    presets = make_presets(req.get("presets") or [], req.get("preset_files") or [], cli)
+    preset_files = [os.path.join(cwd, f) for f in req.get("preset_files") or []]
+    presets = make_presets(req.get("presets") or [], preset_files, cli)
     presets = plan_outputs(mode, output, presets, cwd)
     if mode == "single":
         files = [dict(path=os.path.normpath(os.path.join(cwd, inputs[0])), display=inputs[0], subfolder="")]

@@ -43,21 +43,32 @@ def _context(job: dict, settings: dict) -> variables.Context:
                              now=dt.datetime.fromisoformat(settings["now"]))
 
 
+def _typed(path: str, job: dict, outs: list[Resolved | None]) -> str:
+    """``path`` as the user would write it: the input, a sidecar beside it, or an output."""
+    p = os.path.abspath(path)
+    if p == job["path"] or p.startswith(job["path"] + "."):
+        return job["display"] + p[len(job["path"]):]
+    for r in outs:
+        if r is not None and p == r.path:
+            return r.display
+    return path
+
+
 def _reason(e: BaseException, job: dict, outs: list[Resolved | None]) -> str:
     """The one-line reason, with paths as the user wrote them."""
     if isinstance(e, PixelpipeError):
-        msg = str(e)
         if e.path:
-            if os.path.abspath(e.path) == job["path"]:
-                msg = f"{job['display']}: {super(PixelpipeError, e).__str__()}"
-            else:
-                for r in outs:
-                    if r is not None and os.path.abspath(e.path) == r.path:
-                        msg = f"{r.display}: {super(PixelpipeError, e).__str__()}"
-        return msg
+            return f"{_typed(e.path, job, outs)}: {super(PixelpipeError, e).__str__()}"
+        return f"{job['display']}: {e}"
     if isinstance(e, MemoryError):
         return f"{job['display']}: out of memory"
     return f"{job['display']}: internal error: {e.__class__.__name__}: {e}"
+
+
+def _as_typed(e: BaseException, job: dict, outs: list[Resolved | None]) -> None:
+    """Name the file in an error as the user wrote it (the worker works on absolute paths)."""
+    if isinstance(e, PixelpipeError) and e.path:
+        e.path = _typed(e.path, job, outs)
 
 
 def _exit_code(e: BaseException) -> int:
@@ -181,6 +192,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
                 raise
             except Exception as e:  # noqa: BLE001 - one output failed: the others go on
                 if raise_errors:
+                    _as_typed(e, job, outs)
                     raise
                 per_out[k]["status"] = FAILED
                 per_out[k]["reason"] = _reason(e, job, outs)
@@ -193,6 +205,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
         raise
     except Exception as e:  # noqa: BLE001 - the whole file failed (decode, edit)
         if raise_errors:
+            _as_typed(e, job, outs)
             raise
         result["error"] = _reason(e, job, outs)
         result["exit_code"] = _exit_code(e)

@@ -249,7 +249,8 @@ class Path(Form):
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "Path":
         _obj(d, where, {"nodes", "density"}, {"nodes"})
-        return cls(_nodes_from(d["nodes"], f"{where}.nodes", False), _num(d.get("density", 1.0), f"{where}.density", 0, 1))
+        return cls(_nodes_from(d["nodes"], f"{where}.nodes", False),
+                   _num(d.get("density", 1.0), f"{where}.density", 0, 1))
 
     @classmethod
     def from_cubics(cls, cubics, feather: float = 0.0, density: float = 1.0) -> "Path":
@@ -266,7 +267,8 @@ class Path(Form):
     @classmethod
     def from_polygon(cls, points, feather: float = 0.0, density: float = 1.0) -> "Path":
         """A closed path of straight segments through ``points`` (normalised input coordinates)."""
-        return cls([PathNode(p, feather=float(feather)) for p in _pts(points, "points")], float(density)).validate("path")
+        nodes = [PathNode(p, feather=float(feather)) for p in _pts(points, "points")]
+        return cls(nodes, float(density)).validate("path")
 
 
 @dataclass
@@ -284,7 +286,8 @@ class Brush(Form):
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "Brush":
         _obj(d, where, {"nodes", "density"}, {"nodes"})
-        return cls(_nodes_from(d["nodes"], f"{where}.nodes", True), _num(d.get("density", 1.0), f"{where}.density", 0, 1))
+        return cls(_nodes_from(d["nodes"], f"{where}.nodes", True),
+                   _num(d.get("density", 1.0), f"{where}.density", 0, 1))
 
     @classmethod
     def stroke(cls, points, width: float = 0.02, hardness: float = 0.5, density: float = 1.0) -> "Brush":
@@ -360,7 +363,7 @@ def form_from_dict(d: Any, where: str = "form", depth: int = 0):
     t = d.get("type")
     if t == "group":
         return group_from_dict(d, where, depth + 1)
-    if t not in FORM_TYPES:
+    if not isinstance(t, str) or t not in FORM_TYPES:
         raise ParamsError(f"{where}: unknown form type {t!r} (one of {sorted(FORM_TYPES) + ['group']})")
     return FORM_TYPES[t].from_dict(d, where)
 

@@ -52,6 +52,24 @@ def F(v):
     return hl.f32(v)
 
 
+def frac(v):
+    """v - floor(v), in [0, 1) (Halide's fract keeps the sign of v)."""
+    return v - hl.floor(v)
+
+
+def atan2(yv, xv):
+    """atan2 that vectorises (libm's does not): a minimax polynomial for atan on [0, 1]
+    (error below 1e-5 rad) with the octant folded back by selects; atan2(0, 0) = 0."""
+    ax, ay = hl.abs(xv), hl.abs(yv)
+    mx, mn = hl.max(ax, ay), hl.min(ax, ay)
+    z = mn / hl.max(mx, F(1e-30))
+    z2 = z * z
+    r = z * (F(0.9998660) + z2 * (F(-0.3302995) + z2 * (F(0.1801410) + z2 * (F(-0.0851330) + z2 * F(0.0208351)))))
+    r = hl.select(ay > ax, F(math.pi / 2) - r, r)
+    r = hl.select(xv < 0, F(math.pi) - r, r)
+    return hl.select(yv < 0, -r, r)
+
+
 def clamp01(v):
     return hl.clamp(v, F(0.0), F(1.0))
 
@@ -62,6 +80,21 @@ def _mat(m, v):
 
 def _finite(v):
     return hl.select(hl.is_finite(v), v, F(0.0))
+
+
+def _run(kernel, images, extra, out_shape) -> np.ndarray:
+    """Call ``kernel(*images, *extra, out)``. Images narrower or shorter than 2 pixels are
+    padded (edges repeated) and the result cropped: the AOT Python glue reads an array
+    that is both C- and Fortran-contiguous (one row, or one pixel) as Fortran-ordered,
+    which would swap its axes."""
+    h, w = out_shape[-2:]
+    ph, pw = max(h, 2), max(w, 2)
+    if (ph, pw) != (h, w):
+        images = [np.pad(im, [(0, 0)] * (im.ndim - 2) + [(0, ph - im.shape[-2]), (0, pw - im.shape[-1])],
+                         mode="edge") for im in images]
+    out = np.empty(tuple(out_shape[:-2]) + (ph, pw), np.float32)
+    kernel(*[f32(im) for im in images], *extra, out)
+    return out if (ph, pw) == (h, w) else np.ascontiguousarray(out[..., :h, :w])
 
 
 def _chain(mode, exprs):
@@ -112,14 +145,14 @@ def rgb_to_jzczhz(rgb):
     iz, az, bz = _mat(JZ_M2, pq)
     jz = (F(1 + JZ["d"]) * iz) / (F(1.0) + F(JZ["d"]) * iz) - F(JZ["d0"])
     cz = hl.sqrt(az * az + bz * bz)
-    hz = hl.fract(hl.atan2(bz, az) / F(2 * math.pi))
+    hz = frac(atan2(bz, az) / F(2 * math.pi))
     return jz, cz, hz
 
 
 def _hue(r, g, b, mx, d):
     safe = hl.max(d, F(1e-12))
     h = hl.select(mx == r, (g - b) / safe, hl.select(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-    return hl.select(d > F(1e-9), hl.fract(h / 6.0), F(0.0))
+    return hl.select(d > F(1e-9), frac(h / 6.0), F(0.0))
 
 
 def rgb_to_hsl(rgb):
@@ -138,7 +171,7 @@ def hsl_to_rgb(hsl):
     p = F(2.0) * L - q
 
     def h2c(t):
-        t = hl.fract(t)
+        t = frac(t)
         return hl.select(t < F(1 / 6), p + (q - p) * 6.0 * t,
                          hl.select(t < F(0.5), q,
                                    hl.select(t < F(2 / 3), p + (q - p) * (F(2 / 3) - t) * 6.0, p)))
@@ -157,7 +190,7 @@ def rgb_to_hsv(rgb):
 
 def hsv_to_rgb(hsv):
     H, S, V = hsv
-    h6 = hl.fract(H) * 6.0
+    h6 = frac(H) * 6.0
     i = hl.clamp(hl.i32(hl.floor(h6)), 0, 5)
     f = h6 - hl.floor(h6)
     p, q, t = V * (F(1.0) - S), V * (F(1.0) - S * f), V * (F(1.0) - S * (F(1.0) - f))
@@ -170,7 +203,7 @@ def hsv_to_rgb(hsv):
 def mix_hue(ha, hb, m):
     d = hb - ha
     d = d - hl.floor(d + 0.5)  # shorter way round, in [-0.5, 0.5)
-    return hl.fract(ha + m * d)
+    return frac(ha + m * d)
 
 
 # --------------------------------------------------------------------------- per-channel formulas
@@ -221,51 +254,71 @@ def per_channel(name, a, b, m):
 
 # --------------------------------------------------------------------------- blend kernels
 
-def _display_mode(name, a, b, m, A3, B3):
+class _Helpers:
+    """Per-pixel tuple Funcs computed once per vector of output pixels (keeps expression
+    trees small: a conversion used by several formulas is a call, not a copied tree)."""
+
+    def __init__(self):
+        self.funcs: list = []
+
+    def __call__(self, name: str, exprs) -> tuple:
+        f = hl.Func(name)
+        f[x, y] = tuple(exprs)
+        self.funcs.append(f)
+        n = len(exprs)
+        return tuple(f[x, y][i] for i in range(n)) if n > 1 else (f[x, y],)
+
+
+def _display_mode(name, A3, B3, m, H):
+    one = F(1.0)
     if name in M.PER_CHANNEL:
-        return per_channel(name, a, b, m)
+        return tuple(per_channel(name, A3[k], B3[k], m) for k in range(3))
     if name in ("rgb_r", "rgb_g", "rgb_b"):
-        k = ("rgb_r", "rgb_g", "rgb_b").index(name)
-        return hl.select(c == k, a * (F(1.0) - m) + b * m, a)
+        j = ("rgb_r", "rgb_g", "rgb_b").index(name)
+        return tuple(A3[k] * (one - m) + B3[k] * m if k == j else A3[k] for k in range(3))
     if name in ("hsv_value", "hsv_color"):
-        ha, sa, va = rgb_to_hsv(A3)
-        hb, sb, vb = rgb_to_hsv(B3)
+        ha, sa, va = H.get("hsvA") or H.setdefault("hsvA", H["new"]("hsvA", rgb_to_hsv(A3)))
+        hb, sb, vb = H.get("hsvB") or H.setdefault("hsvB", H["new"]("hsvB", rgb_to_hsv(B3)))
         if name == "hsv_value":
-            rgb = hsv_to_rgb((ha, sa, va * (F(1.0) - m) + vb * m))
+            mixed = (ha, sa, va * (one - m) + vb * m)
         else:
             tau = F(2 * math.pi)
-            xa, ya = sa * hl.cos(tau * ha), sa * hl.sin(tau * ha)
-            xb, yb = sb * hl.cos(tau * hb), sb * hl.sin(tau * hb)
-            xc, yc = xa * (F(1.0) - m) + xb * m, ya * (F(1.0) - m) + yb * m
-            rgb = hsv_to_rgb((hl.fract(hl.atan2(yc, xc) / tau), hl.sqrt(xc * xc + yc * yc), va))
-        return hl.mux(c, list(rgb))
-    ca, cb = tuple(clamp01(v) for v in A3), tuple(clamp01(v) for v in B3)
-    ha, sa, la = rgb_to_hsl(ca)
-    hb, sb, lb = rgb_to_hsl(cb)
-    mixs = sa * (F(1.0) - m) + sb * m
+            xa, ya = sa * hl.fast_cos(tau * ha), sa * hl.fast_sin(tau * ha)
+            xb, yb = sb * hl.fast_cos(tau * hb), sb * hl.fast_sin(tau * hb)
+            xc, yc = xa * (one - m) + xb * m, ya * (one - m) + yb * m
+            mixed = (frac(atan2(yc, xc) / tau), hl.sqrt(xc * xc + yc * yc), va)
+        mixed = H["new"](f"hsv_{name}", mixed)
+        return H["new"](f"rgb_{name}", hsv_to_rgb(mixed))
+    ha, sa, la = H.get("hslA") or H.setdefault("hslA", H["new"]("hslA", rgb_to_hsl(tuple(clamp01(v) for v in A3))))
+    hb, sb, lb = H.get("hslB") or H.setdefault("hslB", H["new"]("hslB", rgb_to_hsl(tuple(clamp01(v) for v in B3))))
+    mixs = sa * (one - m) + sb * m
     hsl = {
-        "lightness": lambda: (ha, sa, la * (F(1.0) - m) + lb * m),
+        "lightness": lambda: (ha, sa, la * (one - m) + lb * m),
         "chromaticity": lambda: (ha, mixs, la),
         "hue": lambda: (mix_hue(ha, hb, m), sa, la),
         "color": lambda: (mix_hue(ha, hb, m), mixs, la),
         "coloradjust": lambda: (mix_hue(ha, hb, m), mixs, lb),
     }[name]()
-    return clamp01(hl.mux(c, list(hsl_to_rgb(hsl))))
+    hsl = H["new"](f"hsl_{name}", hsl)
+    return tuple(clamp01(v) for v in H["new"](f"rgb_{name}", hsl_to_rgb(hsl)))
 
 
-def _scene_mode(name, a, b, m, A3, B3, p):
+def _scene_mode(name, A3, B3, m, p, H):
     one = F(1.0)
     if name == "normal":
-        return a * (one - m) + b * m
+        return tuple(A3[k] * (one - m) + B3[k] * m for k in range(3))
     if name in ("lightness", "chromaticity"):
-        na = hl.max(hl.sqrt(A3[0] * A3[0] + A3[1] * A3[1] + A3[2] * A3[2]), F(1e-6))
-        nb = hl.max(hl.sqrt(B3[0] * B3[0] + B3[1] * B3[1] + B3[2] * B3[2]), F(1e-6))
-        f = a * nb / na if name == "lightness" else b * na / nb
-        return a * (one - m) + f * m
+        if "norms" not in H:
+            na = hl.max(hl.sqrt(A3[0] * A3[0] + A3[1] * A3[1] + A3[2] * A3[2]), F(1e-6))
+            nb = hl.max(hl.sqrt(B3[0] * B3[0] + B3[1] * B3[1] + B3[2] * B3[2]), F(1e-6))
+            H["norms"] = H["new"]("norms", (na, nb))
+        na, nb = H["norms"]
+        f = [A3[k] * nb / na if name == "lightness" else B3[k] * na / nb for k in range(3)]
+        return tuple(A3[k] * (one - m) + f[k] * m for k in range(3))
     if name in ("rgb_r", "rgb_g", "rgb_b"):
-        k = ("rgb_r", "rgb_g", "rgb_b").index(name)
-        return hl.select(c == k, a * (one - m) + p * b * m, a)
-    return a * (one - m) + arith(name, a, b, p) * m
+        j = ("rgb_r", "rgb_g", "rgb_b").index(name)
+        return tuple(A3[k] * (one - m) + p * B3[k] * m if k == j else A3[k] for k in range(3))
+    return tuple(A3[k] * (one - m) + arith(name, A3[k], B3[k], p) * m for k in range(3))
 
 
 def _lab_mode(name, La, Lb, m):
@@ -297,22 +350,14 @@ def _lab_mode(name, La, Lb, m):
         return bound((mix(La[0], Lb[0]), La[1], La[2]))
     tau = F(2 * math.pi)
     Ca, Cb = hl.sqrt(La[1] * La[1] + La[2] * La[2]), hl.sqrt(Lb[1] * Lb[1] + Lb[2] * Lb[2])
-    ha, hb = hl.fract(hl.atan2(La[2], La[1]) / tau), hl.fract(hl.atan2(Lb[2], Lb[1]) / tau)
+    ha, hb = frac(atan2(La[2], La[1]) / tau), frac(atan2(Lb[2], Lb[1]) / tau)
     C, h, L = {
         "chromaticity": lambda: (mix(Ca, Cb), ha, La[0]),
         "hue": lambda: (Ca, mix_hue(ha, hb, m), La[0]),
         "color": lambda: (mix(Ca, Cb), mix_hue(ha, hb, m), La[0]),
         "coloradjust": lambda: (mix(Ca, Cb), mix_hue(ha, hb, m), Lb[0]),
     }[name]()
-    return bound((L, C * hl.cos(tau * h), C * hl.sin(tau * h)))
-
-
-def _schedule(out, mode, n, dims):
-    if dims == 3:
-        out.reorder(x, y, c)
-    out.vectorize(x, VEC, GUARD).parallel(y, 8, GUARD)
-    for k in range(n):
-        out.specialize(mode == k)
+    return bound((L, C * hl.fast_cos(tau * h), C * hl.fast_sin(tau * h)))
 
 
 def _build_blend(space: str):
@@ -326,25 +371,27 @@ def _build_blend(space: str):
     m = msk[x, y]
     out = hl.Func(f"blend_{space}")
     if space == "raw":
-        av, bv = a[x, y], b[x, y]
-        exprs = [per_channel(n, av, bv, m) for n in names]
-        out[x, y] = _finite(_chain(mode, exprs))
+        out[x, y] = _finite(_chain(mode, [per_channel(n, a[x, y], b[x, y], m) for n in names]))
+        out.vectorize(x, VEC, GUARD).parallel(y, 8, GUARD)
     else:
-        av, bv = a[x, y, c], b[x, y, c]
+        helpers = _Helpers()
+        H = {"new": helpers}
         A3 = tuple(a[x, y, k] for k in range(3))
         B3 = tuple(b[x, y, k] for k in range(3))
-        if space == "rgb_display":
-            exprs = [_display_mode(n, av, bv, m, A3, B3) for n in names]
-        elif space == "rgb_scene":
-            exprs = [_scene_mode(n, av, bv, m, A3, B3, p) for n in names]
+        if space == "lab":
+            La = helpers("labA", rgb_to_lab(A3))
+            Lb = helpers("labB", rgb_to_lab(B3))
+            opts = [helpers(f"rgb_{n}", lab_to_rgb(helpers(f"lab_{n}", _lab_mode(n, La, Lb, m)))) for n in names]
+        elif space == "rgb_display":
+            opts = [_display_mode(n, A3, B3, m, H) for n in names]
         else:
-            La, Lb = rgb_to_lab(A3), rgb_to_lab(B3)
-            exprs = []
-            for n in names:
-                res = _lab_mode(n, La, Lb, m)
-                exprs.append(hl.mux(c, list(lab_to_rgb(res))))
-        out[x, y, c] = _finite(_chain(mode, exprs))
-    _schedule(out, mode, len(names), dims)
+            opts = [_scene_mode(n, A3, B3, m, p, H) for n in names]
+        out[x, y, c] = _finite(hl.mux(c, [_chain(mode, [o[k] for o in opts]) for k in range(3)]))
+        out.bound(c, 0, 3).reorder(c, x, y).unroll(c).vectorize(x, VEC, GUARD).parallel(y, 8, GUARD)
+        for f in helpers.funcs:
+            f.compute_at(out, x).vectorize(x)
+    for k in range(len(names)):
+        out.specialize(mode == k)
     return out, [a, b, msk, mode, p]
 
 
@@ -356,28 +403,25 @@ def blend_kernel(space: str):
 def run_blend(space: str, mode: str, a: np.ndarray, b: np.ndarray, mask: np.ndarray, p: float = 1.0) -> np.ndarray:
     """Blend input ``a`` and output ``b`` (planar, or 2D mosaics for raw) with ``mask``."""
     idx = M.MODES_BY_SPACE[space].index(mode)
-    out = np.empty(b.shape, np.float32)
-    blend_kernel(space)(f32(a), f32(b), f32(mask), idx, float(p), out)
-    return out
+    return _run(blend_kernel(space), [a, b, mask], [idx, float(p)], b.shape)
 
 
 # --------------------------------------------------------------------------- mask combination
 
-def channel_values(space: str, rgb):
-    """The parametric channel values of ``space`` for one pixel (scaled as the sliders)."""
+def channel_values(space: str, rgb, helpers: _Helpers, side: str):
+    """The parametric channel values of ``space`` for one pixel (scaled as the sliders):
+    (basic, polar) lists in the order of ``modes.CHANNELS_BY_SPACE``."""
     if space == "rgb_display":
         cl = tuple(clamp01(v) for v in rgb)
         gray = clamp01(F(LUMA[0]) * rgb[0] + F(LUMA[1]) * rgb[1] + F(LUMA[2]) * rgb[2])
-        H, S, L = rgb_to_hsl(cl)
-        return [gray, cl[0], cl[1], cl[2], H, S, L]
+        return [gray, cl[0], cl[1], cl[2]], list(helpers(f"hsl_{side}", rgb_to_hsl(cl)))
     if space == "rgb_scene":
         gray = F(LUMA[0]) * rgb[0] + F(LUMA[1]) * rgb[1] + F(LUMA[2]) * rgb[2]
-        jz, cz, hz = rgb_to_jzczhz(rgb)
-        return [gray, rgb[0], rgb[1], rgb[2], jz, cz, hz]
-    L, a, b = rgb_to_lab(rgb)
+        return [gray, rgb[0], rgb[1], rgb[2]], list(helpers(f"jz_{side}", rgb_to_jzczhz(rgb)))
+    L, a, b = helpers(f"lab_{side}", rgb_to_lab(rgb))
     C = hl.sqrt(a * a + b * b) / F(math.sqrt(2.0))
-    h = hl.fract(hl.atan2(b, a) / F(2 * math.pi))
-    return [clamp01(L), clamp01((a + 1.0) * 0.5), clamp01((b + 1.0) * 0.5), clamp01(C), h]
+    h = frac(atan2(b, a) / F(2 * math.pi))
+    return [clamp01(L), clamp01((a + 1.0) * 0.5), clamp01((b + 1.0) * 0.5)], [clamp01(C), h]
 
 
 def _build_combine(space: str):
@@ -388,12 +432,14 @@ def _build_combine(space: str):
     flags = {n: hl.Param(hl.Int(32), n) for n in ("use_drawn", "drawn_inv", "use_param", "needs_polar", "incl",
                                                    "invert")}
     names = M.CHANNELS_BY_SPACE[space]
+    helpers = _Helpers()
     one, zero = F(1.0), F(0.0)
     incl = flags["incl"] != 0
     terms = []
     for side, img in ((0, a), (8, b)):
-        vals = channel_values(space, tuple(img[x, y, k] for k in range(3)))
-        for i, (name, v) in enumerate(zip(names, vals)):
+        rgb = tuple(img[x, y, k] for k in range(3))
+        basic, polar = channel_values(space, rgb, helpers, "in" if side == 0 else "out")
+        for i, (name, v) in enumerate(zip(names, basic + polar)):
             k = side + i
             x0, x3 = prm[0, k], prm[3, k]
             up = hl.select(prm[4, k] > 0, (v - x0) * prm[4, k], hl.select(v >= x0, one, zero))
@@ -414,6 +460,8 @@ def _build_combine(space: str):
     out = hl.Func(f"mask_{space}")
     out[x, y] = _finite(hl.select(flags["invert"] != 0, one - m0, m0))
     out.vectorize(x, VEC, GUARD).parallel(y, 8, GUARD)
+    for f in helpers.funcs:
+        f.compute_at(out, x).vectorize(x)
     out.specialize(flags["use_param"] == 0)
     out.specialize(flags["needs_polar"] == 0)
     return out, [a, b, drawn, prm] + list(flags.values())
@@ -425,15 +473,12 @@ def combine_kernel(space: str):
 
 
 def run_combine(space: str, a, b, drawn, prm, *, use_drawn, drawn_inv, use_param, needs_polar, incl, invert):
+    """The combined (unrefined) mask: drawn mask and parametric channels (see params.py)."""
     h, w = b.shape[-2:]
-    out = np.empty((h, w), np.float32)
     if drawn is None:
-        drawn = np.ones((1, 1), np.float32) if not use_drawn else drawn
-    if not use_drawn:
-        drawn = np.ones((h, w), np.float32)  # never read for values; bounds must cover the output
-    combine_kernel(space)(f32(a), f32(b), f32(drawn), f32(prm), int(use_drawn), int(drawn_inv), int(use_param),
-                          int(needs_polar), int(incl), int(invert), out)
-    return out
+        drawn, use_drawn = np.ones((h, w), np.float32), False
+    return _run(combine_kernel(space), [a, b, drawn], [f32(prm), int(use_drawn), int(drawn_inv), int(use_param),
+                                                       int(needs_polar), int(incl), int(invert)], (h, w))
 
 
 # --------------------------------------------------------------------------- mask tone curve and opacity
@@ -465,10 +510,8 @@ def curve_exponents(brightness: float, contrast_: float) -> tuple[float, float]:
 
 def run_finish(m0: np.ndarray, opacity: float, brightness: float, contrast_: float) -> np.ndarray:
     eb, ec = curve_exponents(brightness, contrast_)
-    out = np.empty(m0.shape, np.float32)
-    get_kernel("mask_finish", _build_finish, device="cpu", source_tag=source_tag_of(_build_finish))(
-        f32(m0), float(opacity), float(eb), float(ec), out)
-    return out
+    k = get_kernel("mask_finish", _build_finish, device="cpu", source_tag=source_tag_of(_build_finish))
+    return _run(k, [m0], [float(opacity), float(eb), float(ec)], m0.shape)
 
 
 # --------------------------------------------------------------------------- Gaussian blur of a mask
@@ -503,7 +546,5 @@ def run_blur(mask: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0.05:
         return mask
     wts = gaussian_weights(sigma)
-    out = np.empty(mask.shape, np.float32)
-    get_kernel("mask_blur", _build_blur, device="cpu", source_tag=source_tag_of(_build_blur))(
-        f32(mask), wts, (len(wts) - 1) // 2, out)
-    return out
+    k = get_kernel("mask_blur", _build_blur, device="cpu", source_tag=source_tag_of(_build_blur))
+    return _run(k, [mask], [wts, (len(wts) - 1) // 2], mask.shape)

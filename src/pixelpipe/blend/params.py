@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,18 +212,26 @@ class BlendParams:
 
     def validate(self, where: str = "blend") -> "BlendParams":
         """Check every field (after editing in Python); returns self."""
-        BlendParams.from_dict(json.loads(json.dumps(self.to_dict(), allow_nan=True)), where)
-        for k, v in self.to_dict().items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ParamsError(f"{where}.{k} must be finite")
+        BlendParams.from_dict(self.to_dict(), where)
         return self
 
     def digest(self) -> str:
         """Hash of everything that changes pixels (part of the module's cache key)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(_as_floats(self.to_dict()), sort_keys=True).encode()).hexdigest()
 
     def copy(self) -> "BlendParams":
         return BlendParams.from_dict(json.loads(json.dumps(self.to_dict())))
+
+
+def _as_floats(v):
+    """Numbers as floats (45 and 45.0 are the same angle), recursively."""
+    if isinstance(v, dict):
+        return {k: _as_floats(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_as_floats(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
 
 
 def from_sidecar(module_cls, op: str, d: Any) -> BlendParams | None:

@@ -19,8 +19,11 @@ from .geometry import Geometry, backward, carry_mask, forward
 from .kernels import run_blend, run_combine
 from .params import BlendParams
 from .refine import finish, refine, show_mask
-from .raster import RasterStore  # noqa: F401 - the pipe keeps one
+from .raster import RasterStore
 from .render import render_group
+
+__all__ = ["RasterStore", "piece_salt", "ensure_raster_sources", "after_process", "show_mask_overlay",
+           "distort_points"]
 
 DARKROOM = ("full", "preview", "preview2")
 
@@ -120,7 +123,7 @@ def _raster_for(pipe, stages, keys, i: int, bp: BlendParams) -> np.ndarray:
 
 def _channel_table(bp: BlendParams, space: str, pipe, label: str):
     names = M.CHANNELS_BY_SPACE.get(space, ())
-    prm = np.zeros((16, 8), np.float32)  # [channel, value]; transposed for the kernel
+    prm = np.zeros((16, 8), np.float32)  # numpy [channel, value]
     polar = False
     any_on = False
     for key, ch in bp.parametric.items():
@@ -136,7 +139,7 @@ def _channel_table(bp: BlendParams, space: str, pipe, label: str):
                   1.0 if ch.invert else 0.0, 1.0)
         polar |= name in M.POLAR
         any_on = True
-    return np.ascontiguousarray(prm.T), any_on, polar
+    return np.ascontiguousarray(prm), any_on, polar  # Halide reads prm[value, channel]
 
 
 def build_mask(pipe, stages, keys, i: int, bp: BlendParams, space: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:

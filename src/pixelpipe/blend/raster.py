@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path

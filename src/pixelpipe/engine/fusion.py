@@ -59,8 +59,27 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
         else:
             _schedule_fused_cpu(f, [g for g in stage_outputs if g is not f])
     else:
-        ho.gpu_autoschedule(f, src, chain, params_all, device, estimate)
+        _schedule_gpu(f, [(g, m) for g, (m, _) in zip(stage_outputs, chain) if g is not f])
     return f, args
+
+
+def _schedule_gpu(final, intermediates) -> None:
+    """GPU schedule: point-wise stages inline into their consumer (no memory traffic);
+    neighbourhood stages are computed whole on the device (one kernel each); every
+    kernel works in 32x8 thread blocks with the three channels of a pixel per thread."""
+    hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
+    for g, m in intermediates:
+        if not m.pointwise:
+            _gpu_tile(g.compute_root())
+    _gpu_tile(final)
+
+
+def _gpu_tile(f) -> None:
+    hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
+    xo, yo, xi, yi = hl.Var("gxo"), hl.Var("gyo"), hl.Var("gxi"), hl.Var("gyi")
+    if f.dimensions() == 3:
+        f.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    f.gpu_tile(x, y, xo, yo, xi, yi, 32, 8, ho.GUARD)
 
 
 def _schedule_fused_cpu(final, intermediates) -> None:

@@ -218,8 +218,12 @@ def border_points(x0: float, y0: float, w: float, h: float, step: float = 4.0) -
     return np.concatenate([top, bot, lef, rig])
 
 
-def bbox_roi(pts_full: np.ndarray, scale: float, pad: int, roi_cls):
-    """The region at ``scale`` covering full-resolution points (pixel-edge coordinates), padded."""
+def bbox_roi(pts_full: np.ndarray, scale: float, pad: int, roi_cls, bounds: tuple[int, int] | None = None):
+    """The region at ``scale`` covering full-resolution points (pixel-edge coordinates), padded.
+
+    With ``bounds`` (the input buffer's size at ``scale``) the region is kept
+    overlapping the buffer by at least one pixel, so it is never empty once clamped.
+    """
     p = np.asarray(pts_full, np.float64)
     p = p[np.isfinite(p).all(axis=1)]
     if p.size == 0:
@@ -230,6 +234,10 @@ def bbox_roi(pts_full: np.ndarray, scale: float, pad: int, roi_cls):
     y1 = int(math.ceil(p[:, 1].max() * scale)) + pad
     big = 1 << 28  # keep absurd points from making absurd regions (the pipe clamps anyway)
     x0, y0, x1, y1 = (max(-big, min(big, v)) for v in (x0, y0, x1, y1))
+    if bounds is not None:
+        bw, bh = bounds
+        x0, y0 = min(x0, bw - 1), min(y0, bh - 1)
+        x1, y1 = max(x1, 1), max(y1, 1)
     return roi_cls(x0, y0, max(1, x1 - x0), max(1, y1 - y0), scale)
 
 

@@ -185,7 +185,8 @@ def curve_parameters(p: AgxParams) -> Curve:
     pivot_y = _pivot_y_at(p, gamma)
     range_slope = p.curve_contrast_around_pivot * (rng / 16.5)
     py_default = _pivot_y_at(p, DEFAULT_GAMMA)
-    comp = (gamma * max(EPS, pivot_y) ** (gamma - 1.0)) / (DEFAULT_GAMMA * max(EPS, py_default) ** (DEFAULT_GAMMA - 1.0))
+    comp = (gamma * max(EPS, pivot_y) ** (gamma - 1.0)) \
+        / (DEFAULT_GAMMA * max(EPS, py_default) ** (DEFAULT_GAMMA - 1.0))
     slope = range_slope / comp
 
     tb = p.curve_target_display_black_ratio ** (1.0 / gamma)
@@ -370,6 +371,9 @@ class Agx(HalideModule):
               *(HInput(n) for n in ("look_m", "look_b", "look_power", "look_sat", "hue_mix")),
               HInput("convex_toe", "i32"), HInput("concave_shoulder", "i32"))
 
+    def variant(self, piece):
+        return "hue" if piece.params.look_original_hue_mix_ratio != 0 else ""
+
     def default_params(self, image):
         if image.is_raw:
             return scene_referred_defaults(0.7 - float(image.exif.get("exposure_bias") or 0.0))
@@ -434,15 +438,16 @@ class Agx(HalideModule):
         looked = tuple(luma + p["look_sat"] * (v - luma) for v in looked)
         lin = tuple(hl.pow(hl.max(v, hl.f32(1e-30)), p["gamma"]) * hl.select(v > 0, hl.f32(1), hl.f32(0))
                     for v in looked)
-        # optional hue restoration (HSV hue of the rendering-space input)
-        h0, _, _ = _rgb_to_hsv(*rend)
-        h1, s1, v1 = _rgb_to_hsv(*lin)
-        dist = h1 - h0
-        dist = dist - hl.round(dist)  # shortest signed distance on the hue circle
-        hm = (1.0 - p["hue_mix"]) * dist + h0
-        hm = hm - hl.floor(hm)
-        restored = _hsv_to_rgb(hm, s1, v1)
-        final = tuple(hl.select(p["hue_mix"] != 0, r_, l_) for r_, l_ in zip(restored, lin))
+        # optional hue restoration (HSV hue of the rendering-space input); structural (variant "hue")
+        final = lin
+        if self.variant(piece) == "hue":
+            h0, _, _ = _rgb_to_hsv(*rend)
+            h1, s1, v1 = _rgb_to_hsv(*lin)
+            dist = h1 - h0
+            dist = dist - hl.round(dist)  # shortest signed distance on the hue circle
+            hm = (1.0 - p["hue_mix"]) * dist + h0
+            hm = hm - hl.floor(hm)
+            final = _hsv_to_rgb(hm, s1, v1)
         out = _mat(p["rendering_to_pipe"], final)
         mapped = hl.Func("agx")
         mapped[x, y, c] = hl.select(c == 0, out[0], c == 1, out[1], out[2])

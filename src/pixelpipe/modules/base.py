@@ -394,7 +394,9 @@ class HalideModule(Module):
             if piece.device == "cpu":
                 self.schedule(out, piece)
             else:
-                ho.gpu_autoschedule(out, src, [(self, piece)], [p], piece.device, (4000, 3000))
+                from ..engine.fusion import _gpu_tile
+
+                _gpu_tile(out)
             return out, [src] + [p[i.name] for i in self.inputs] + [p[n] for n in ho.BUILTINS]
 
         return get_kernel(f"{self.op}{('_' + variant) if variant else ''}", build, variant=variant,

@@ -238,7 +238,10 @@ class Basecurve(HalideModule):
             ext = p["y_end"] * hl.pow(hl.max(v * p["inv_xm"], hl.f32(1e-30)), p["g"])
             return hl.select(v < 1.0, lut[idx], ext)
 
-        r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
+        def sane(v):  # NaN -> 0, +-Inf -> +-1e6
+            return hl.select(hl.is_nan(v), hl.f32(0), hl.clamp(v, -1e6, 1e6))
+
+        r, g, b = sane(rgb[x, y, 0]), sane(rgb[x, y, 1]), sane(rgb[x, y, 2])
         k = p["norm"]
         sq = r * r + g * g + b * b
         n = hl.select(k == 1, p["lum_r"] * r + p["lum_g"] * g + p["lum_b"] * b,
@@ -249,7 +252,7 @@ class Basecurve(HalideModule):
                       hl.select(sq > 0, (r * r * r + g * g * g + b * b * b) / hl.select(sq > 0, sq, hl.f32(1)),
                                 hl.f32(0)))
         ratio = hl.select(n > 0, curve(n) / hl.select(n > 0, n, hl.f32(1)), hl.f32(1))
-        v = rgb[x, y, c]
+        v = sane(rgb[x, y, c])
         out = hl.Func("based")
         out[x, y, c] = hl.max(hl.select(k == 0, curve(v), ratio * v), 0.0)
         return out

@@ -35,7 +35,7 @@ import halide as hl
 
 from ..engine.halide_ops import GUARD, VEC, c, clamped, x, y
 from ._nbhd import lightness, luminance, luminance_of_lightness, sane, tile_schedule, via_2x2, with_luminance
-from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
+from .base import Flags, HalideModule, HInput, Module, Params, Piece, ROI, param
 
 MAX_CELLS = 1 << 24
 MAX_RANGE_BINS = 50  # darktable's DT_COMMON_BILATERAL_MAX_RES_R
@@ -69,21 +69,35 @@ def grid_geometry(p: BilatParams, full_w: int, full_h: int, scale: float) -> tup
     return ss, sr, nz
 
 
-class Bilat(HalideModule):
+class Bilat(Module):
+    """The module; its pixels are the Halide algorithm of :class:`Bilat.Grid`.
+
+    (The algorithm is not exposed as a HalideModule of the pipe, so GPU chain
+    fusion never receives the grid's scatter stages unscheduled.)
+    """
+
     op = "bilat"
     name = "local contrast"
     Params = BilatParams
     flags = Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
     works_on = "rgb"
-    pointwise = False
     summary = "local contrast (bilateral grid)"
-    inputs = (HInput("ss", "i32"), HInput("sr"), HInput("nz", "i32"), HInput("detail"), HInput("shadows"),
-              HInput("highlights"), HInput("ox", "i32"), HInput("oy", "i32"))
 
     # -- region rule (next to the algorithm): splat + blur + interpolation reach
     def modify_roi_in(self, piece: Piece, roi_out: ROI) -> ROI:
         ss, _, _ = grid_geometry(piece.params, *piece.buf_in, roi_out.scale)
         return roi_out.padded(4 * ss + 2)
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        g = self.Grid()
+        return via_2x2(lambda i, ri, ro: HalideModule.process(g, piece, i, ri, ro), inp, roi_in, roi_out)
+
+
+class _Grid(HalideModule):
+    op = "bilat"
+    pointwise = False
+    inputs = (HInput("ss", "i32"), HInput("sr"), HInput("nz", "i32"), HInput("detail"), HInput("shadows"),
+              HInput("highlights"), HInput("ox", "i32"), HInput("oy", "i32"))
 
     def algorithm(self, inp, p, piece):
         src = clamped(inp, p)
@@ -168,11 +182,12 @@ class Bilat(HalideModule):
         out.bound(c, 0, 3)
         sliced.compute_at(out, xo_).bound(k, 0, 2).reorder(k, x, y).unroll(k).vectorize(x, VEC, GUARD)
 
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        return via_2x2(lambda i, ri, ro: super(Bilat, self).process(piece, i, ri, ro), inp, roi_in, roi_out)
-
     def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         ss, sr, nz = grid_geometry(piece.params, *piece.buf_in, roi_out.scale)
         q = piece.params
         return {"ss": ss, "sr": sr, "nz": nz, "detail": q.detail, "shadows": q.shadows,
                 "highlights": q.highlights, "ox": roi_in.x, "oy": roi_in.y}
+
+
+Bilat.Grid = _Grid
+del _Grid  # keep the algorithm class out of the module registry's view

@@ -45,6 +45,7 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import halide as hl
 import numpy as np
@@ -259,8 +260,35 @@ def mixer_data(p: ChannelmixerrgbParams, illum_xy) -> dict:
 # --------------------------------------------------------------------------- Halide helpers
 
 def finite(v, big: float = _BIG):
-    """NaN -> 0, +-Inf -> +-big: what enters or leaves the colour modules is always finite."""
-    return hl.select(hl.is_finite(v), v, hl.select(v > 0, hl.f32(big), hl.select(v < 0, hl.f32(-big), hl.f32(0.0))))
+    """NaN -> 0, +-Inf -> +-big: what enters or leaves the colour modules is always finite.
+
+    Tested on the float's bits and marked strict: Halide compiles float maths
+    with LLVM's fast-math flags, under which a NaN/Inf test may be folded away.
+    """
+    bits = hl.reinterpret(hl.UInt(32), v)
+    special = (bits & 0x7F800000) == 0x7F800000
+    nan = special & ((bits & 0x007FFFFF) != 0)
+    negative = (bits >> 31) == 1
+    return hl.strict_float(hl.select(special, hl.select(nan, hl.f32(0.0), hl.select(negative, hl.f32(-big),
+                                                                                  hl.f32(big))), v))
+
+
+@functools.lru_cache(maxsize=None)
+def helper_tag(*module_names: str) -> str:
+    """A hash of the module files whose Halide helpers a kernel uses.
+
+    The kernel cache keys a module's kernel on its own file only; modules using
+    the helpers here return this as (part of) their ``variant`` so that a
+    change to a helper rebuilds their kernels too.
+    """
+    import hashlib
+    import importlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for name in (__name__,) + module_names:
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return "h" + h.hexdigest()[:10]
 
 
 def planar(*exprs) -> hl.Expr:
@@ -274,33 +302,59 @@ def matvec(m, k, v):
     return [m[0, r, k] * v[0] + m[1, r, k] * v[1] + m[2, r, k] * v[2] for r in range(3)]
 
 
-def stage(f: hl.Func, piece) -> None:
-    """Compute an intermediate (x, y, c) stage of a per-pixel algorithm into its own buffer.
+def staged_schedule(out: hl.Func, stages, piece) -> None:
+    """CPU schedule of a per-pixel algorithm split into stages (Funcs over x, y, c).
 
-    Used where inlining would make the expression (and the compile) explode;
-    legal whatever module consumes the output (fused or not). On GPUs the
-    autoscheduler places it.
+    Inlined, chains of non-linear steps that each read all three channels of
+    the previous one grow the expression exponentially (and Halide's compile
+    time and memory with it), so each stage is computed per row of the
+    output, in strips of rows run in parallel. Modules using this are not
+    point-wise for the export pipe's fusion (their stages need this schedule);
+    on GPUs the autoscheduler places the stages.
     """
-    f.compute_root()
-    if getattr(piece, "device", "cpu") == "cpu":
-        from ..engine.halide_ops import rows
+    from ..engine.halide_ops import GUARD, VEC, yi, yo
 
-        rows(f.reorder(c, x, y).bound(c, 0, 3).unroll(c))
+    out.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    out.split(y, yo, yi, 8, GUARD).parallel(yo).vectorize(x, VEC, GUARD)
+    for f in stages:
+        f.compute_at(out, yi).reorder(c, x, y).unroll(c).vectorize(x, VEC, GUARD)
 
 
-class Channelmixerrgb(HalideModule):
+class SmallImageSafe:
+    """Mixin for HalideModules using the helpers of this file.
+
+    1x1 planar images run as 1x2 and are cropped back (the Halide Python
+    extensions refuse a (3, 1, 1) buffer with "Invalid buffer"; every other
+    size works), and the kernel variant carries :func:`helper_tag` so that
+    the kernel cache notices changes to the helpers.
+    """
+
+    helper_modules: ClassVar[tuple[str, ...]] = ()
+
+    def variant(self, piece) -> str:
+        base = super().variant(piece)
+        tag = helper_tag(*self.helper_modules)
+        return f"{base}_{tag}" if base else tag
+
+    def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        if inp.ndim == 3 and inp.shape[-2:] == (1, 1) and (roi_out.width, roi_out.height) == (1, 1):
+            wide = np.ascontiguousarray(np.concatenate([inp, inp], axis=-1))
+            out = super().process(piece, wide, roi_in.with_(width=2), roi_out.with_(width=2))
+            return np.ascontiguousarray(out[..., :1])
+        return super().process(piece, inp, roi_in, roi_out)
+
+
+class Channelmixerrgb(SmallImageSafe, HalideModule):
     op = "channelmixerrgb"
     name = "color calibration"
     Params = ChannelmixerrgbParams
     flags = Flags.INCLUDE_IN_STYLES | Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING
     summary = "chromatic adaptation (CAT16/Bradford), channel mixer, colourfulness, grey"
+    pointwise = False  # point-wise maths, but staged (see staged_schedule): not fused
     inputs = (HInput("mats", "buf_f32", 3), HInput("vecs", "buf_f32", 2)) + tuple(
         HInput(n) for n in ("gamut_exp", "clip", "grey_on", "white_u", "white_v", "white_x", "white_y"))
 
-    # -- algorithm (see the module docstring for the steps). Two stages are
-    #    computed into buffers (``stage``): inlined, the chain of non-linear steps
-    #    that each read all three channels of the previous one grows the
-    #    expression exponentially and Halide's compile time with it.
+    # -- algorithm (see the module docstring for the steps), in stages (see staged_schedule)
     def algorithm(self, rgb, p, piece):
         m, vec = p["mats"], p["vecs"]
         lo = hl.select(p["clip"] > 0.5, hl.f32(0.0), hl.f32(-3.0e38))
@@ -355,14 +409,11 @@ class Channelmixerrgb(HalideModule):
         back = cl(matvec(m, 3, cl(matvec(m, 2, g))))
         calibrated = hl.Func("calibrated")
         calibrated[x, y, c] = finite(hl.select(p["grey_on"] > 0.5, grey, planar(*back)))
-        for f in (mapped, graded):
-            stage(f, piece)
+        self._stages = [src, mapped, graded]
         return calibrated
 
     def schedule(self, out, piece):
-        from ..engine.halide_ops import rows
-
-        rows(out.reorder(c, x, y).bound(c, 0, 3).unroll(c))
+        staged_schedule(out, getattr(self, "_stages", []), piece)
 
     # -- parameters
     def default_params(self, image):

@@ -20,6 +20,7 @@ from ..engine.halide_ops import c, x, y
 from ..engine.kernels import f32
 from . import colorspaces as cs
 from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
+from .channelmixerrgb import SmallImageSafe, finite
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ColorinParams(Params):
 LINEAR = {"g": 1.0, "a": 1.0, "b": 0.0, "c": 1.0, "d": -1e30}
 
 
-class Colorin(HalideModule):
+class Colorin(SmallImageSafe, HalideModule):
     op = "colorin"
     name = "input color profile"
     Params = ColorinParams
@@ -49,12 +50,12 @@ class Colorin(HalideModule):
     #    so negative noise is kept), then a 3x3 matrix ([col, row] in Halide)
     def algorithm(self, rgb, p, piece):
         m = p["matrix"]
-        v = rgb[x, y, c]
+        v = finite(rgb[x, y, c])  # NaN -> 0, +-Inf -> +-1e6: nothing non-finite leaves the module
         decoded = hl.select(v >= p["d"], hl.pow(hl.max(p["a"] * v + p["b"], 0.0), p["g"]), p["cc"] * v)
         linear = hl.Func("linear")
         linear[x, y, c] = hl.select(p["g"] == 1.0, v, decoded)
         working = hl.Func("working")
-        working[x, y, c] = m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2]
+        working[x, y, c] = finite(m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2])
         return working
 
     def schedule(self, out, piece):
@@ -126,7 +127,10 @@ def reference_coefficients(image) -> np.ndarray | None:
     m = getattr(image, "cam_to_xyz", None)
     if camera_matrix(image) is None:
         return None
-    c = cs.daylight_coefficients(np.linalg.inv(np.asarray(m, dtype=np.float64)))
+    # the working space's own white (as camera_to_working normalises to), so that
+    # reference-balanced D65 is exactly (1, 1, 1) here
+    cam_white = np.linalg.inv(np.asarray(m, dtype=np.float64)) @ cs.rgb_to_xyz(cs.WORKING).sum(axis=1)
+    c = (1.0 / cam_white) / (1.0 / cam_white[1])
     if not (np.isfinite(c).all() and (c > 0).all()):
         return None
     return np.array([c[0], c[1], c[2], c[1]], dtype=np.float64)

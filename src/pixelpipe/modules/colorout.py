@@ -15,6 +15,7 @@ from ..engine.halide_ops import c, x, y
 from ..engine.kernels import f32
 from . import colorspaces as cs
 from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
+from .channelmixerrgb import SmallImageSafe, finite
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ColoroutParams(Params):
     profile: str = param("srgb", choices=tuple(cs.profiles()))
 
 
-class Colorout(HalideModule):
+class Colorout(SmallImageSafe, HalideModule):
     op = "colorout"
     name = "output color profile"
     Params = ColoroutParams
@@ -40,10 +41,12 @@ class Colorout(HalideModule):
     def algorithm(self, rgb, p, piece):
         m = p["matrix"]
         linear = hl.Func("profile_linear")
-        linear[x, y, c] = hl.max(m[0, c] * rgb[x, y, 0] + m[1, c] * rgb[x, y, 1] + m[2, c] * rgb[x, y, 2], 0.0)
+        v = [finite(rgb[x, y, k]) for k in range(3)]  # nothing non-finite leaves the module
+        linear[x, y, c] = hl.max(m[0, c] * v[0] + m[1, c] * v[1] + m[2, c] * v[2], 0.0)
         L = linear[x, y, c]
         encoded = hl.Func("encoded")
-        encoded[x, y, c] = hl.select(L >= p["cutoff"], (hl.pow(L, p["inv_g"]) - p["b"]) / p["a"], L * p["cc"])
+        encoded[x, y, c] = finite(hl.select(L >= p["cutoff"], (hl.pow(L, p["inv_g"]) - p["b"]) / p["a"],
+                                            L * p["cc"]))
         return encoded
 
     def schedule(self, out, piece):

@@ -107,7 +107,7 @@ class FilmicrgbParams(Params):
     white_point_target: display white, %, 20..1600.
     output_power: hardness (power applied after the curve), 1..10; recomputed when auto_hardness.
     contrast: slope of the curve at grey (1 = darktable's default), 0..5.
-    latitude: % of the display range kept linear around grey, 0.01..99.
+    latitude: % of the display range kept linear around grey, 0..99.
     balance: shadows <-> highlights balance, %, -50..50.
     saturation: v6: extreme luminance saturation, % (-200..200); v7: mix of
         per-channel (< 0) and max-RGB (> 0) tone mapping, %, -50..50 useful.
@@ -129,7 +129,7 @@ class FilmicrgbParams(Params):
     white_point_target: float = param(100.0, min=20.0, max=1600.0, unit="%")
     output_power: float = param(4.0, min=1.0, max=10.0)
     contrast: float = param(1.0, min=0.0, max=5.0)
-    latitude: float = param(0.01, min=0.01, max=99.0, unit="%")
+    latitude: float = param(0.01, min=0.0, max=99.0, unit="%")
     balance: float = param(0.0, min=-50.0, max=50.0, unit="%")
     saturation: float = param(0.0, min=-200.0, max=200.0, unit="%")
     preserve_color: str = param("power_norm", choices=NORMS)
@@ -436,8 +436,11 @@ class Filmicrgb(HalideModule):
               HInput("coef", "buf_f32", 1),
               *(HInput(n) for n in ("grey", "black_ev", "dr", "power", "disp_black", "disp_white", "sat",
                                     "lat_min", "lat_max", "norm_min", "norm_max", "lum_r", "lum_g", "lum_b")),
-              HInput("norm", "i32"), HInput("toe_rational", "i32"), HInput("shoulder_rational", "i32"),
-              HInput("v7", "i32"))
+              HInput("norm", "i32"), HInput("toe_rational", "i32"), HInput("shoulder_rational", "i32"))
+
+    def variant(self, piece):
+        p = piece.params
+        return "v7" if p.version == "v7" else "split" if p.preserve_color == "none" else "norm"
 
     def default_params(self, image):
         if image.is_raw:
@@ -476,7 +479,10 @@ class Filmicrgb(HalideModule):
         def per_channel(v):
             return hl.pow(hl.clamp(spline(log_encode(v)), 0.0, disp_white), power)
 
-        r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
+        def sane(v):  # NaN -> 0, +-Inf -> +-1e6 (NaN/Inf never leave the module)
+            return hl.select(hl.is_nan(v), hl.f32(0), hl.clamp(v, -1e6, 1e6))
+
+        r, g, b = sane(rgb[x, y, 0]), sane(rgb[x, y, 1]), sane(rgb[x, y, 2])
         norm_kind = p["norm"]
         ar, ag, ab = hl.abs(r), hl.abs(g), hl.abs(b)
         power_norm = (ar * ar * ar + ag * ag * ag + ab * ab * ab) / hl.max(r * r + g * g + b * b, hl.f32(1e-12))
@@ -484,21 +490,29 @@ class Filmicrgb(HalideModule):
         lum = p["lum_r"] * r + p["lum_g"] * g + p["lum_b"] * b
         eucl = hl.sqrt(r * r + g * g + b * b) * (1.0 / math.sqrt(3.0))
         n_v6 = hl.select(norm_kind == 1, max_rgb, norm_kind == 2, lum, norm_kind == 3, power_norm, eucl)
-        v7 = p["v7"] != 0
-        n = hl.clamp(hl.select(v7, max_rgb, n_v6), p["norm_min"], p["norm_max"])
-        mapped_n = hl.pow(hl.clamp(spline(log_encode(n)), disp_black, disp_white), power)
-        k = mapped_n / n
-        by_norm = (r * k, g * k, b * k)
-        split = (per_channel(r), per_channel(g), per_channel(b))
+        # the colour path is structural (variant "v7", "split" or "norm"): only it is compiled
+        path = self.variant(piece)
         sat = p["sat"]
-        mixed = tuple((0.5 - sat) * s_ + (0.5 + sat) * n_ for s_, n_ in zip(split, by_norm))
-        use_split = (~v7) & (norm_kind == 0)
-        out = tuple(hl.select(v7, mx, use_split, sp, bn) for mx, sp, bn in zip(mixed, split, by_norm))
+
+        def by_norm(n):
+            n = hl.clamp(n, p["norm_min"], p["norm_max"])
+            k = hl.pow(hl.clamp(spline(log_encode(n)), disp_black, disp_white), power) / n
+            return (r * k, g * k, b * k)
+
+        if path == "norm":
+            out = by_norm(n_v6)
+        else:
+            split = (per_channel(r), per_channel(g), per_channel(b))
+            if path == "v7":
+                out = tuple((0.5 - sat) * s_ + (0.5 + sat) * n_ for s_, n_ in zip(split, by_norm(max_rgb)))
+            else:
+                out = split
 
         Y_o, c_o, cos_o, sin_o = h_rgb_to_ych((r, g, b), m_in)
         Y_f, c_f, _, _ = h_rgb_to_ych(out, m_in)
-        c_f = hl.select(v7 | use_split, hl.min(c_o, c_f), c_f)
-        sat_gm = hl.select(v7, hl.f32(0), sat)
+        if path != "norm":
+            c_f = hl.min(c_o, c_f)
+        sat_gm = hl.f32(0) if path == "v7" else sat
         res = h_gamut_map(Y_o, c_o, cos_o, sin_o, Y_f, c_f, disp_black, disp_white, sat_gm, m_out,
                           m_exp_in, m_exp_out, m_out)
         mapped = hl.Func("filmic")
@@ -554,4 +568,4 @@ class Filmicrgb(HalideModule):
                 "lat_min": s.latitude_min, "lat_max": s.latitude_max, "norm_min": d["norm_min"],
                 "norm_max": d["norm_max"], "lum_r": d["lum"][0], "lum_g": d["lum"][1], "lum_b": d["lum"][2],
                 "norm": NORMS.index(p.preserve_color), "toe_rational": int(s.toe_type == "safe"),
-                "shoulder_rational": int(s.shoulder_type == "safe"), "v7": int(p.version == "v7")}
+                "shoulder_rational": int(s.shoulder_type == "safe")}

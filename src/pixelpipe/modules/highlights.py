@@ -8,10 +8,17 @@ Method "clip" (darktable's "clip highlights"): every sample is limited to
 balance. Point-wise.
 
 Method "opposed" (darktable's default "inpaint opposed", the default here): a
-photosite of colour c is clipped when ``v >= clips[c] = 0.987 * clip *
-coeff[c]`` (darktable's margin for this method). Its value is estimated from
-the *opposed* colours around it:
+photosite of colour c is clipped when ``v >= clips[c] = clip * min(0.987,
+saturation[c]) * coeff[c]`` (0.987: darktable's margin for this method).
+Its value is estimated from the *opposed* colours around it:
 
+0. ``saturation[c]`` (``detect_saturation``, on by default; 1 when off or not
+   found): where a colour's photosites pile up against a ceiling below the
+   file's white point, that ceiling (see :func:`saturation_level`). Real files
+   do this: the GoPro HERO6 DNG says 16383 but its green saturates at 0.951
+   and its blue at 0.922 of that, the Canon D30 at 0.926. darktable's rule
+   then misses the clipped green, and green lower than red and blue is
+   magenta; darktable leaves the fix to the user's "clipping threshold";
 1. in the 3x3 photosites centred on it, the mean of each colour (negative
    values counted as 0; photosites outside the image are left out) is taken
    to the cube root; the reference for colour c is the mean of the two other
@@ -30,7 +37,8 @@ expands this module's region of interest to the full image for it), but a
 module here sees only its region of interest. So it is computed once per
 image and settings from the whole decoded mosaic, prepared as rawprepare does
 with the file's levels and gain maps and balanced with the coefficients the
-pipe passes on (``processed_maximum``), and cached. The per-photosite work
+pipe passes on (``processed_maximum``), and cached (the saturation levels
+too, from the file's values). The per-photosite work
 (the reference of step 1, for the statistic as for the output) is Halide;
 the mask dilation and the masked means are a cheap NumPy pass over the
 whole mosaic. A user change of rawprepare's levels is not seen by the
@@ -59,6 +67,7 @@ import numpy as np
 from ..engine.halide_ops import GUARD, VEC, c, clamped, rows, x, y, yi, yo
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
+from .rawprepare import process_padded
 
 MODES = ("opposed", "clip")
 #: darktable's clipping margin for inpaint opposed (highlights_clip_magics)
@@ -81,12 +90,15 @@ class HighlightsParams(Params):
     mode: "opposed" (inpaint opposed, darktable's default) or "clip".
     clip: clipping threshold relative to sensor saturation (times the white-balance
           coefficient of each colour), 0..2.
+    detect_saturation: "opposed" only: find each colour's real saturation level in the
+          image when it lies below the file's white point (see the module docstring).
     """
 
     VERSION = 2
 
     mode: str = param("opposed", choices=MODES)
     clip: float = param(1.0, min=0.0, max=2.0)
+    detect_saturation: bool = param(True)
 
     @classmethod
     def migrate(cls, version: int, d: dict) -> dict:
@@ -232,6 +244,8 @@ def chrominance(mosaic: np.ndarray, rgb_pattern: np.ndarray, clips: np.ndarray,
                 device: str = "cpu") -> np.ndarray:
     """The per-colour chrominance offset of inpaint opposed over a whole balanced mosaic."""
     H, W = mosaic.shape
+    if min(H, W) < 3 or H * W <= MIN_SAMPLES:
+        return np.zeros(3)  # no 3x3 neighbourhoods, or too few photosites for the statistic
     ny, nx = rgb_pattern.shape
     col = np.tile(np.asarray(rgb_pattern, np.int8), (-(-H // ny), -(-W // nx)))[:H, :W]
     thr = np.asarray(clips, np.float32)[col]
@@ -239,24 +253,22 @@ def chrominance(mosaic: np.ndarray, rgb_pattern: np.ndarray, clips: np.ndarray,
     if not clipped.any():
         return np.zeros(3)
     hb, wb = -(-H // BLOCK), -(-W // BLOCK)
-    near = np.zeros((3, H, W), bool)
-    for k in range(3):
-        m = np.zeros((hb * BLOCK, wb * BLOCK), bool)
-        m[:H, :W] = clipped & (col == k)
-        blocks = m.reshape(hb, BLOCK, wb, BLOCK).any(axis=(1, 3))
-        grown = _dilate_disc(blocks)
-        near[k] = np.repeat(np.repeat(grown, BLOCK, 0), BLOCK, 1)[:H, :W]
-    cand = ~clipped & (mosaic > LOW_FRACTION * thr)
-    cand &= np.take_along_axis(near, col[None].astype(np.intp), 0)[0]
-    if not cand.any():
-        return np.zeros(3)
-    diff = reference_diff(mosaic, rgb_pattern, device)
+    base = ~clipped & (mosaic > LOW_FRACTION * thr)
+    diff = None
     out = np.zeros(3)
     for k in range(3):
-        sel = cand & (col == k)
-        n = int(sel.sum())
-        if n > MIN_SAMPLES:
-            out[k] = float(diff[sel].astype(np.float64).mean())
+        own = col == k
+        m = np.zeros((hb * BLOCK, wb * BLOCK), bool)
+        m[:H, :W] = clipped & own
+        blocks = m.reshape(hb, BLOCK, wb, BLOCK).any(axis=(1, 3))
+        if not blocks.any():
+            continue
+        near = np.repeat(np.repeat(_dilate_disc(blocks), BLOCK, 0), BLOCK, 1)[:H, :W]
+        sel = base & own & near
+        if int(np.count_nonzero(sel)) > MIN_SAMPLES:
+            if diff is None:
+                diff = reference_diff(mosaic, rgb_pattern, device)
+            out[k] = float(diff[sel].mean(dtype=np.float64))
     return out
 
 
@@ -311,26 +323,95 @@ def _whole_balanced_input(piece: Piece, coeff_rgb: np.ndarray) -> np.ndarray:
     return prepared * tiled
 
 
-def image_chrominance(piece: Piece, clips: np.ndarray) -> np.ndarray:
-    """The chrominance offsets for this image and settings (computed once, then cached)."""
+def saturation_level(u: np.ndarray) -> float | None:
+    """Where a colour's photosites pile up against a hard ceiling below the white point, or None.
+
+    ``u``: the colour's values normalised by the file's levels (1 = white point,
+    before gain maps). Sensor saturation shows as a spike at the top of the
+    histogram (bins of 1/1024) with the unclipped continuum below it and
+    almost nothing above; a bright flat surface instead has a bump with
+    flanks on both sides. Detected when the fullest bin above 0.75 holds at
+    least 50 photosites and 1e-4 of them, is 8 times the median count 10..40
+    bins lower, and the bins 6..40 higher hold less than a quarter of the
+    plateau (peak +-3 bins) and less than 0.8 of the bins 6..40 lower (the
+    asymmetry of a ceiling; lossy raw codecs such as GoPro's VC-5 spread it
+    into a short upper tail). The level is the plateau's lower edge (bins down to a tenth of the
+    peak), less 0.5 % for its noise.
+    """
+    u = u[u >= 0.5]
+    n = u.size
+    if n < 50:
+        return None
+    edges = np.arange(0.5, 1.1 + 1e-9, 1.0 / 1024)
+    h, _ = np.histogram(u, edges)
+    first = int(np.searchsorted(edges, 0.75))
+    p = first + int(np.argmax(h[first:]))
+    peak = h[p]
+    below = h[max(0, p - 40): max(0, p - 10)]
+    trend = float(np.median(below)) if below.size else 0.0
+    mass_below = h[max(0, p - 40): max(0, p - 5)].sum()
+    mass_above = h[p + 6: p + 41].sum()
+    plateau = h[max(0, p - 3): p + 4].sum()
+    if peak < max(50, 1e-4 * n) or peak < 8 * max(trend, 1.0) \
+            or mass_above > 0.25 * plateau or mass_above > 0.8 * mass_below:
+        return None
+    b = p
+    while b > 0 and p - b < 40 and h[b - 1] >= 0.1 * peak:
+        b -= 1
+    return float(edges[b]) * 0.995
+
+
+def saturation_levels(image, planar: bool) -> np.ndarray:
+    """Per R, G, B (or planar channel): the detected saturation (fraction of the white point), 1 if none."""
+    d = image.data
+    out = np.ones(3)
+    black = np.asarray(image.black, np.float64)
+    rng = max(float(image.white) - float(black.mean()), 1e-6)
+    if planar:
+        rgb = image.cfa.rgb_pattern().reshape(-1) if image.cfa is not None else np.arange(3)
+        for ch in range(min(3, d.shape[0])):
+            k = int(np.clip(rgb[ch], 0, 2)) if ch < len(rgb) else ch
+            lv = saturation_level((d[ch] - black[k]) / rng)
+            out[ch] = lv if lv is not None else 1.0
+        return out
+    pat, rgb = np.asarray(image.cfa.pattern), image.cfa.rgb_pattern()
+    ny, nx = pat.shape
+    for k in range(3):
+        parts = [((d[j::ny, i::nx] - black[pat[j, i]]) / max(image.white - black[pat[j, i]], 1e-6)).ravel()
+                 for j in range(ny) for i in range(nx) if rgb[j, i] == k]
+        if parts:
+            lv = saturation_level(np.concatenate(parts).astype(np.float32))
+            out[k] = lv if lv is not None else 1.0
+    return out
+
+
+def image_statistics(piece: Piece) -> tuple[np.ndarray, np.ndarray]:
+    """(clip levels per colour, chrominance offsets) for this image and settings, computed once and cached.
+
+    The clip level of colour c is ``clip * min(0.987, saturation_c) * coeff[c]``.
+    """
     img = piece.image
-    coeff = _channel_coeffs(piece) if _planar(piece) else np.asarray(piece.dsc_in.processed_maximum, np.float64)
-    key = (id(img), id(img.data), tuple(np.round(coeff, 9)), tuple(np.round(clips, 9)), _planar(piece),
+    planar = _planar(piece)
+    coeff = _channel_coeffs(piece)
+    p = piece.params
+    key = (id(img), id(img.data), tuple(np.round(coeff, 9)), float(p.clip), bool(p.detect_saturation), planar,
            tuple(np.asarray(img.black, float)), float(img.white))
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and hit[0]() is img.data:
-            return hit[1]
+            return hit[1], hit[2]
+    sat = saturation_levels(img, planar) if p.detect_saturation else np.ones(3)
+    clips = p.clip * np.minimum(OPPOSED_MARGIN, sat) * coeff
     balanced = _whole_balanced_input(piece, coeff)
-    if _planar(piece):
+    if planar:
         chroma = chrominance_planar(balanced, clips)
     else:
         chroma = chrominance(balanced, img.cfa.rgb_pattern(), clips, piece.device)
     with _cache_lock:
         if len(_cache) >= 8:
             _cache.pop(next(iter(_cache)))
-        _cache[key] = (weakref.ref(img.data), chroma)
-    return chroma
+        _cache[key] = (weakref.ref(img.data), clips, chroma)
+    return clips, chroma
 
 
 # --------------------------------------------------------------------------- the module
@@ -418,21 +499,18 @@ class Highlights(HalideModule):
         m = min(dsc_in.processed_maximum) * piece.params.clip
         return dsc_in.copy(processed_maximum=(m, m, m))
 
-    def _clips(self, piece: Piece) -> np.ndarray:
-        """Per colour (mosaic) or per channel (planar): the level at which a sample counts as clipped."""
-        return OPPOSED_MARGIN * piece.params.clip * _channel_coeffs(piece)
-
     def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         vals = {"limit": piece.params.clip * min(piece.dsc_in.processed_maximum),
-                "lut": np.zeros((1, 1), np.int32), "clips": np.ones(3, np.float32),
+                "lut": np.zeros((2, 2), np.int32), "clips": np.ones(3, np.float32),
                 "chroma": np.zeros(3, np.float32), "ox": roi_in.x, "oy": roi_in.y}
         if effective_mode(piece) == "opposed":
-            clips = self._clips(piece)
-            chroma = piece.data.get("chroma")
-            if chroma is None:
-                chroma = piece.data["chroma"] = image_chrominance(piece, clips)
-            vals.update(clips=f32(clips), chroma=f32(chroma))
+            if "chroma" not in piece.data:
+                piece.data["clips"], piece.data["chroma"] = image_statistics(piece)
+            vals.update(clips=f32(piece.data["clips"]), chroma=f32(piece.data["chroma"]))
             if not _planar(piece):
                 # lut[i, j] (Halide) = colour at column phase i, row phase j
                 vals["lut"] = tiled_lut(piece.image.cfa.rgb_pattern())
         return vals
+
+    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
+        return process_padded(self, piece, inp, roi_in, roi_out)

@@ -5,9 +5,22 @@ The curve (darktable's sigmoid model): ``f(v) = W * (F / (P + F))^p`` with
 ``P`` (paper exposure) and ``fog`` solved so that scene 0 maps to the target
 black, scene middle grey (0.1845) to display middle grey, scene infinity to
 the target white, and the slope at grey depends on contrast only.
-Colour: "per channel" with hue preservation (the middle channel is moved back
-towards the input's hue, keeping the channel sum) or "rgb ratio" (the curve
-on the mean, ratios kept). Negative inputs are desaturated to zero first.
+Colour (darktable's, the same in 4.2 and 5.x):
+
+* "per channel": the curve on each channel, then hue preservation: the middle
+  channel moves towards ``min + (max - min) * midscale`` (``midscale`` the
+  input's middle-channel position between its min and max) by
+  ``hue_preservation``; the channel sum is interpolated between that of the
+  per-channel result (input near grey: ``2 min / (min + mid)`` close to 1) and
+  that of the hue-corrected triple (saturated input), and the min channel
+  (middle moved down) or the max channel (middle moved up) absorbs the
+  difference;
+* "rgb ratio": the curve on the channel mean, ratios kept, then a hyperbolic
+  chroma compression that keeps small chroma and pulls large chroma inside
+  the display range (white target above, black target below).
+
+Negative inputs are first desaturated towards their (non-negative) mean
+until no channel is negative; NaN inputs become 0.
 Output: display-referred linear RGB in the working space.
 Region of interest: a point operation.
 """
@@ -80,39 +93,78 @@ class Sigmoid(HalideModule):
     flags = Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
     summary = "scene-to-display tone mapping (log-logistic curve)"
     inputs = tuple(HInput(n) for n in ("white", "paper_exp", "fog", "film_power", "paper_power",
-                                       "hue", "ratio_mode"))
+                                       "hue", "black"))
+
+    def variant(self, piece):
+        return "ratio" if piece.params.color_processing == "rgb_ratio" else ""
 
     # -- algorithm
     def algorithm(self, rgb, p, piece):
         white, paper_exp, fog = p["white"], p["paper_exp"], p["fog"]
-        film_power, paper_power, hue, ratio_mode = p["film_power"], p["paper_power"], p["hue"], p["ratio_mode"]
+        film_power, paper_power, hue = p["film_power"], p["paper_power"], p["hue"]
 
         def curve(v):
             film = hl.select(fog + v > 0, hl.pow(hl.max(fog + v, hl.f32(1e-30)), film_power), 0.0)
-            return white * hl.pow(film / (paper_exp + film), paper_power)
+            res = white * hl.pow(film / (paper_exp + film), paper_power)
+            return hl.select(hl.is_nan(res), white, res)  # overflow of huge inputs -> white
 
-        r, g, b = rgb[x, y, 0], rgb[x, y, 1], rgb[x, y, 2]
+        def sane(v):  # NaN -> 0, +-Inf -> +-1e6 (NaN/Inf never leave the module)
+            return hl.select(hl.is_nan(v), hl.f32(0), hl.clamp(v, -1e6, 1e6))
+
+        inp = hl.Func("sigmoid_in")
+        inp[x, y, c] = sane(rgb[x, y, c])
+        r, g, b = inp[x, y, 0], inp[x, y, 1], inp[x, y, 2]
         # negative values: desaturate towards the (non-negative) mean until none is negative
         avg = hl.max((r + g + b) / 3.0, 0.0)
         lo = hl.min(hl.min(r, g), b)
-        sat = hl.select(lo < 0, -avg / (lo - avg), 1.0)
+        sat = hl.select(lo < 0, -avg / hl.select(lo < 0, lo - avg, hl.f32(-1)), 1.0)
         positive = hl.Func("positive")
-        positive[x, y, c] = avg + sat * (rgb[x, y, c] - avg)
+        positive[x, y, c] = avg + sat * (inp[x, y, c] - avg)
         pr, pg, pb = positive[x, y, 0], positive[x, y, 1], positive[x, y, 2]
         vmin = hl.min(hl.min(pr, pg), pb)
         vmax = hl.max(hl.max(pr, pg), pb)
         vmid = pr + pg + pb - vmin - vmax
         omin, omax, omid = curve(vmin), curve(vmax), curve(vmid)
-        # per channel, then the middle channel moved back towards the input hue, channel sum kept
-        midscale = hl.select(vmax - vmin > hl.f32(1e-9), (vmid - vmin) / (vmax - vmin), 0.0)
-        new_mid = (1 - hue) * omid + hue * (omin + midscale * (omax - omin))
-        energy = hl.select(omin + new_mid + omax > hl.f32(1e-12), (omin + omid + omax) / (omin + new_mid + omax), 1.0)
+        # darktable's hue and energy preservation: the middle channel moves towards the input hue;
+        # the channel sum goes from the per-channel one (input near grey) to that of the
+        # hue-corrected triple (saturated input), and the channel opposite the correction absorbs it
+        chroma = vmax - vmin
+        midscale = hl.select(chroma != 0, (vmid - vmin) / hl.select(chroma != 0, chroma, hl.f32(1)), 0.0)
+        naive_mid = (1 - hue) * omid + hue * (omin + (omax - omin) * midscale)
+        e_channel = omin + omid + omax
+        e_naive = omin + naive_mid + omax
+        s_lo = vmin + vmid
+        blend = hl.select(s_lo != 0, 2.0 * vmin / hl.select(s_lo != 0, s_lo, hl.f32(1)), 0.0)
+        target = blend * e_channel + (1 - blend) * e_naive
+        down = naive_mid <= omid
+        mid_down = ((1 - hue) * omid + hue * (midscale * omax + (1 - midscale) * (target - omax))) \
+            / (1 + hue * (1 - midscale))
+        mid_up = ((1 - hue) * omid + hue * (omin * (1 - midscale) + midscale * (target - omin))) / (1 + hue * midscale)
+        new_min = hl.select(down, target - omax - mid_down, omin)
+        new_mid = hl.select(down, mid_down, mid_up)
+        new_max = hl.select(down, omax, target - omin - mid_up)
         v = positive[x, y, c]
-        per_channel = hl.select(v == vmax, omax, v == vmin, omin, new_mid) * energy
+        per_channel = hl.select(v == vmax, new_max, v == vmin, new_min, new_mid)
+        # rgb ratio: the curve on the mean, ratios kept, then darktable's hyperbolic chroma compression
+        # towards the display gamut (white target above, black target below)
         mean = (pr + pg + pb) / 3.0
-        ratio = hl.select(mean > hl.f32(1e-9), v * curve(mean) / mean, curve(mean))
+        m_luma = curve(mean)
+        k = hl.select(mean > hl.f32(1e-9), m_luma / hl.select(mean > hl.f32(1e-9), mean, hl.f32(1)), 0.0)
+        pre = [hl.select(mean > hl.f32(1e-9), q * k, m_luma) for q in (pr, pg, pb)]
+        p_min = hl.min(hl.min(pre[0], pre[1]), pre[2])
+        p_max = hl.max(hl.max(pre[0], pre[1]), pre[2])
+        eps = 1e-6
+        to_white = (white - m_luma) / (p_max - m_luma + eps)
+        to_black = (p["black"] - m_luma) / (p_min - m_luma - eps)
+        border = hl.min(to_white, to_black)
+        c_map = (m_luma - p_min) / hl.max(m_luma, hl.f32(1e-30))
+        hyp = 2.0 * c_map / (1.0 - c_map * c_map + eps) / (c_map * border + eps)
+        c_factor = hyp / (1.0 + hl.sqrt(hyp * hyp + 1.0)) * border
+        pre_c = hl.select(mean > hl.f32(1e-9), v * k, m_luma)
+        ratio = m_luma + c_factor * (pre_c - m_luma)
         mapped = hl.Func("mapped")
-        mapped[x, y, c] = hl.select(ratio_mode > 0.5, ratio, per_channel)
+        # the colour processing is structural (variant): only the chosen path is compiled
+        mapped[x, y, c] = ratio if self.variant(piece) == "ratio" else per_channel
         return mapped
 
     def schedule(self, out, piece):
@@ -131,4 +183,4 @@ class Sigmoid(HalideModule):
         d, p = piece.data, piece.params
         return {"white": d["white"], "paper_exp": d["paper_exp"], "fog": d["fog"], "film_power": d["film_power"],
                 "paper_power": d["paper_power"], "hue": p.hue_preservation / 100.0,
-                "ratio_mode": 1.0 if p.color_processing == "rgb_ratio" else 0.0}
+                "black": d["black"]}

@@ -91,6 +91,8 @@ class Edit:
         for m in wf["modules"]:
             if m.get("raw_only") and not image.is_raw:
                 continue
+            if any(r not in reg for r in m.get("requires", ())):
+                continue  # e.g. camera-reference white balance only together with color calibration
             if m["op"] not in reg:
                 edit.notices.append(f"workflow {wf_name}: module {m['op']} is not available in this "
                                     "version and was left out")
@@ -102,6 +104,10 @@ class Edit:
                 edit.instances.append(ModuleInstance(m["op"], 0, True, params))
             else:
                 inst.enabled, inst.params = True, params
+        # darktable's auto-applied presets: matched by camera, lens, ISO and format (user ones win)
+        from ..presets import auto_apply_presets
+
+        auto_apply_presets(edit, image, wf_name)
         return edit
 
     # ---- access
