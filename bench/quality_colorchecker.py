@@ -240,7 +240,7 @@ def main(argv=None) -> int:
                 _save(a.keep / f"{peer}.png", img)
 
     print(f"ColorChecker ({REFERENCE}), {raw.name}: CIEDE2000 after grey-patch neutralisation")
-    print(f"| tool / workflow | mean ΔE00 (24) | mean ΔE00 (18 colours) | max ΔE00 |")
+    print("| tool / workflow | mean ΔE00 (24) | mean ΔE00 (18 colours) | max ΔE00 |")
     print("|---|---:|---:|---:|")
     for r in rows:
         if "error" in r:

@@ -145,18 +145,23 @@ def rise_width(img, angle_deg=5.0):
     yy, xx = np.mgrid[0:h, 0:w]
     d = (xx + 0.5 - (w / 2 + t * (yy + 0.5 - h / 2))) * math.cos(math.radians(angle_deg))
     sel = (np.abs(d) < 12) & (yy > BORDER) & (yy < h - BORDER)
-    bins = np.arange(-12, 12.001, 0.25)
+    bins = np.arange(-12, 12.001, 0.125)
     idx = np.digitize(d[sel], bins)
     esf = np.array([g[sel][idx == i].mean() if np.any(idx == i) else np.nan for i in range(1, len(bins))])
     centres = (bins[:-1] + bins[1:]) / 2
     ok = np.isfinite(esf)
     esf, centres = esf[ok], centres[ok]
-    esf = np.convolve(np.pad(esf, 2, mode="edge"), np.ones(5) / 5, mode="valid")  # light smoothing of the bins
-    lo, hi = esf[:8].mean(), esf[-8:].mean()
+    esf = np.convolve(np.pad(esf, 1, mode="edge"), np.ones(3) / 3, mode="valid")  # light smoothing of the bins
+    lo, hi = esf[:24].mean(), esf[-24:].mean()
     n = (esf - lo) / (hi - lo)
-    p10 = centres[np.argmax(n >= 0.1)]
-    p90 = centres[np.argmax(n >= 0.9)]
-    return float(p90 - p10)
+    def crossing(level):
+        i = int(np.argmax(n >= level))
+        if i == 0:
+            return float(centres[0])
+        t = (level - n[i - 1]) / max(n[i] - n[i - 1], 1e-12)
+        return float(centres[i - 1] + t * (centres[i] - centres[i - 1]))
+
+    return crossing(0.9) - crossing(0.1)
 
 
 def slanted_edge(a, b, seed):

@@ -13,7 +13,7 @@ frame is the ideal frame) corrects it.
 
 Figures, on the corrected image (lines whose samples fall inside the frame):
 * straight-line residual: each line's sub-pixel centre (darkness centroid, per
-  row or column every 4 px, green channel) is fitted by a straight line; max and
+  row or column every 4 px, green channel, away from crossings) is fitted by a straight line; max and
   RMS distance to the fit, over all lines;
 * position error: max distance of those centres from the ideal line;
 * lateral colour (TCA) residual: max |centre(R) - centre(B)|;
@@ -118,6 +118,8 @@ def measure(img, locate):
         for L in range(SPACING, n_lines - SPACING // 2, SPACING):
             ts, cs = [], []
             for t in range(20, length - 20, 4):
+                if abs((t + 0.5 + SPACING / 2) % SPACING - SPACING / 2) < 12:
+                    continue  # a crossing line would pull the centroid
                 guess = locate(kind, L, t + 0.5)
                 row = (lambda ch: img[ch, t, :]) if kind == "v" else (lambda ch: img[ch, :, t])
                 cg = centre(row(1), guess - 0.5)

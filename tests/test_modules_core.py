@@ -232,11 +232,18 @@ def _sigmoid_ref(rgb, p):
         o = np.argsort(v, kind="stable")
         mn, md, mx = v[o[0]], v[o[1]], v[o[2]]
         fm, fd, fx = f(mn), f(md), f(mx)
-        ms = (md - mn) / (mx - mn) if mx - mn > 1e-9 else 0.0
-        nm = (1 - h) * fd + h * (fm + ms * (fx - fm))
-        e = (fm + fd + fx) / (fm + nm + fx)
+        ms = (md - mn) / (mx - mn) if mx - mn != 0 else 0.0
+        naive = (1 - h) * fd + h * (fm + (fx - fm) * ms)
+        blend = 2 * mn / (mn + md) if mn + md != 0 else 0.0
+        target = blend * (fm + fd + fx) + (1 - blend) * (fm + naive + fx)
+        if naive <= fd:
+            nd = ((1 - h) * fd + h * (ms * fx + (1 - ms) * (target - fx))) / (1 + h * (1 - ms))
+            lo_, hi_ = target - fx - nd, fx
+        else:
+            nd = ((1 - h) * fd + h * (fm * (1 - ms) + ms * (target - fm))) / (1 + h * ms)
+            lo_, hi_ = fm, target - fm - nd
         res = np.empty(3)
-        res[o[0]], res[o[1]], res[o[2]] = fm * e, nm * e, fx * e
+        res[o[0]], res[o[1]], res[o[2]] = lo_, nd, hi_
         out[k] = res
     return out.T.reshape(rgb.shape)
 

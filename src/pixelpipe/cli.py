@@ -319,12 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_sample)
 
-    try:
-        from . import cli_ai
+    from . import cli_ai
 
-        cli_ai.register(sub)
-    except ImportError:
-        pass
+    cli_ai.register(sub)
+    try:
+        from . import cli_presets
+    except ImportError:  # presets/styles arrive with the modules issue
+        cli_presets = None
+    if cli_presets is not None:
+        cli_presets.register(sub)
     return p
 
 

@@ -11,7 +11,6 @@ from conftest import raw_file
 from helpers import raw_image, rgb_image, run_module
 from pixelpipe.io.icc import colour_module
 from pixelpipe.modules import colorin
-from pixelpipe.modules import colorspaces as cs
 from pixelpipe.modules.colorin import ColorinParams
 from pixelpipe.modules.colorout import ColoroutParams
 

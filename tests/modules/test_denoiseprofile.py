@@ -191,3 +191,23 @@ def test_never_non_finite(shape, p):
             inp.flat[1::4] = np.inf
         out, _ = run_at("denoiseprofile", profiled_image(), p, inp)
         assert out.shape == shape and np.isfinite(out).all()
+
+
+@pytest.mark.realdata
+def test_real_dng_uses_its_noise_profile_and_smooths():
+    from conftest import raw_file
+    from pixelpipe.io.decode import load
+    from pixelpipe.pipe.history import Edit, ModuleInstance
+    from pixelpipe.pipe.pipeline import Pipe
+
+    image = load(raw_file("gopro_hero6_black_gpr2dng.dng"))
+    assert image.noise_profile
+    edit = Edit.default_for(image)
+    plain = Pipe(image, edit, "export").process(ROI(900, 600, 160, 120, 0.5))
+    edit.instances.append(ModuleInstance("denoiseprofile", 0, True, DenoiseprofileParams(strength=2.0)))
+    pipe = Pipe(image, edit, "export")
+    den = pipe.process(ROI(900, 600, 160, 120, 0.5))
+    assert pipe.last.pieces["denoiseprofile"].data["source"] == "file"
+    assert np.isfinite(den).all()
+    hf = lambda a: np.abs(np.diff(a, axis=2)).mean()  # noqa: E731
+    assert hf(den) < hf(plain)

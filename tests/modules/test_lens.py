@@ -157,3 +157,15 @@ def test_never_non_finite(shape):
         for p in (LensParams(), LensParams(autoscale=False, scale=4.0), LensParams(autoscale=False, scale=0.1)):
             out, _ = run_at("lens", known(inp), p, inp)
             assert out.shape == shape and np.isfinite(out).all()
+
+
+@pytest.mark.realdata
+def test_real_raw_without_lens_data_is_left_alone():
+    from conftest import raw_file
+    from pixelpipe.io.decode import load
+
+    image = load(raw_file("canon_eos_d30.crw"))  # no lens in its EXIF: nothing to look up
+    data = np.ascontiguousarray(rng.uniform(0, 1, (3, 24, 36)).astype(np.float32))
+    out, piece = run_at("lens", image, LensParams(), data)
+    np.testing.assert_array_equal(out, data)
+    assert any(n.startswith("lens:") for n in piece.notices)

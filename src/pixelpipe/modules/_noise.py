@@ -3,9 +3,10 @@
 * :func:`estimate_poisson_gaussian`: the variance law ``var(x) = a x + b`` of a
   raw colour plane (normalised 0..1) measured from the picture itself, after
   Foi et al., "Practical Poissonian-Gaussian noise modeling and fitting for
-  single-image raw-data" (IEEE TIP 2008): a Laplacian high-pass gives noise
+  single-image raw-data" (IEEE TIP 2008): a diagonal Haar high-pass gives noise
   samples, 8x8 blocks give (level, variance) pairs, a low percentile per level
-  bin discards texture, a weighted least-squares line fits a and b.
+  bin (corrected by its value for pure noise) discards texture, a weighted
+  least-squares line fits a and b.
 * :func:`band_sigmas`: the standard deviation of each a-trous detail band for
   unit raw noise after the pipe's demosaic (spatially correlated) at the
   region's scale, by simulation with a fixed seed (cached).
@@ -21,16 +22,21 @@ B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 #: orthonormal colour transform applied after the variance-stabilising transform
 YUV = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], np.float64) / np.array([[math.sqrt(3)], [math.sqrt(2)], [math.sqrt(6)]])
 BLOCK = 8
-PCT = 25.0
+PCT = 10.0
 
 
 # --------------------------------------------------------------------------- estimation
 
 def _block_stats(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 8x8 block: mean level, mean squared Laplacian residual, max value."""
+    """Per 8x8 block: mean level, mean squared residual, max value.
+
+    The residual is the diagonal (HH) Haar difference of 2x2 neighbours,
+    ``(p00 - p01 - p10 + p11) / 2``: unit gain for white noise, blind to
+    horizontal and vertical edges and gradients.
+    """
     P = np.asarray(plane, np.float64)
-    res = (4 * P[1:-1, 1:-1] - P[:-2, 1:-1] - P[2:, 1:-1] - P[1:-1, :-2] - P[1:-1, 2:]) / math.sqrt(20.0)
-    core = P[1:-1, 1:-1]
+    res = (P[:-1, :-1] - P[:-1, 1:] - P[1:, :-1] + P[1:, 1:]) / 2.0
+    core = (P[:-1, :-1] + P[:-1, 1:] + P[1:, :-1] + P[1:, 1:]) / 4.0
     h, w = res.shape
     h, w = h - h % BLOCK, w - w % BLOCK
     if h == 0 or w == 0:

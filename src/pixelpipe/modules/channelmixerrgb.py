@@ -317,7 +317,19 @@ def staged_schedule(out: hl.Func, stages, piece) -> None:
     out.reorder(c, x, y).bound(c, 0, 3).unroll(c)
     out.split(y, yo, yi, 8, GUARD).parallel(yo).vectorize(x, VEC, GUARD)
     for f in stages:
-        f.compute_at(out, yi).reorder(c, x, y).unroll(c).vectorize(x, VEC, GUARD)
+        f.compute_at(out, yi)
+        if f.dimensions() == 3:
+            f.reorder(c, x, y).unroll(c)
+        f.vectorize(x, VEC, GUARD)
+
+
+def tuple_stage(name: str, exprs, stages: list) -> list:
+    """A per-pixel stage holding three values as one Tuple Func over (x, y): computed
+    together, so their common subexpressions are evaluated once. Returns the three values."""
+    f = hl.Func(name)
+    f[x, y] = hl.Tuple(list(exprs))
+    stages.append(f)
+    return [f[x, y][k] for k in range(3)]
 
 
 class SmallImageSafe:
@@ -387,9 +399,9 @@ class Channelmixerrgb(SmallImageSafe, HalideModule):
         y2 = hl.max(hl.max(4.0 * v2 / den2, lo), hl.f32(_NORM_MIN))
         sc = x2 + y2
         x2, y2 = hl.select(sc >= 1.0, x2 / sc, x2), hl.select(sc >= 1.0, y2 / sc, y2)
-        mapped = hl.Func("calibration_gamut")
-        mapped[x, y, c] = planar(x2 * Y / y2, Y, (1.0 - x2 - y2) * Y / y2)
-        lms = cl(matvec(m, 1, [mapped[x, y, k] for k in range(3)]))
+        stages = [src]
+        mapped = tuple_stage("calibration_gamut", (x2 * Y / y2, Y, (1.0 - x2 - y2) * Y / y2), stages)
+        lms = cl(matvec(m, 1, mapped))
         # colourfulness and brightness (darktable's luma_chroma, v3)
         inv_sqrt3 = 1.0 / math.sqrt(3.0)
         en = hl.sqrt(hl.max(lms[0] * lms[0] + lms[1] * lms[1] + lms[2] * lms[2], hl.f32(_NORM_MIN)))
@@ -402,14 +414,12 @@ class Channelmixerrgb(SmallImageSafe, HalideModule):
         en2 = hl.sqrt(hl.max(ratios[0] * ratios[0] + ratios[1] * ratios[1] + ratios[2] * ratios[2],
                              hl.f32(_NORM_MIN)))
         norm = norm / (en2 * inv_sqrt3) * hl.max(1.0 + mix / avg, 0.0)
-        graded = hl.Func("calibration_graded")
-        graded[x, y, c] = hl.max(planar(*[r * norm for r in ratios]), lo)
-        g = [graded[x, y, k] for k in range(3)]
+        g = tuple_stage("calibration_graded", [hl.max(r * norm, lo) for r in ratios], stages)
         grey = hl.max(dot(g, 2), 0.0)
         back = cl(matvec(m, 3, cl(matvec(m, 2, g))))
         calibrated = hl.Func("calibrated")
         calibrated[x, y, c] = finite(hl.select(p["grey_on"] > 0.5, grey, planar(*back)))
-        self._stages = [src, mapped, graded]
+        self._stages = stages
         return calibrated
 
     def schedule(self, out, piece):

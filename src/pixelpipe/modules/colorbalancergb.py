@@ -46,7 +46,7 @@ import numpy as np
 from ..engine.halide_ops import c, x, y
 from ..io.icc import colour_module
 from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
-from .channelmixerrgb import SmallImageSafe, finite, planar, staged_schedule, working_to_xyz
+from .channelmixerrgb import SmallImageSafe, finite, planar, staged_schedule, tuple_stage, working_to_xyz
 
 LUT_ELEM = 360
 LUT_STEPS = 92
@@ -293,10 +293,7 @@ class Colorbalancergb(SmallImageSafe, HalideModule):
         stages = []
 
         def st(name, *exprs):
-            fn = hl.Func(name)
-            fn[x, y, c] = planar(*exprs)
-            stages.append(fn)
-            return [fn[x, y, k] for k in range(3)]
+            return tuple_stage(name, exprs, stages)
 
         # 1. Yrg of the input
         v = [hl.max(finite(rgb[x, y, k]), 0.0) for k in range(3)]

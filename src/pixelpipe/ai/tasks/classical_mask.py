@@ -83,6 +83,11 @@ class ClassicalSegmenter:
                     * BINS, 0, BINS - 1).astype(np.int32)
         self.bin = (q[..., 0] * BINS + q[..., 1]) * BINS + q[..., 2]
         self.x = None
+        # coarse-to-fine: the same problem at half the size gives CG its low frequencies
+        self.coarse = None
+        if max(self.h, self.w) >= 192:
+            self.coarse = ClassicalSegmenter(work, gamma=gamma, rounds=rounds,
+                                             max_side=max(self.h, self.w) // 2, border=border)
 
     # ---- pieces
     def _hist(self, weights: np.ndarray) -> np.ndarray:
@@ -138,6 +143,11 @@ class ClassicalSegmenter:
     def predict(self, clicks, box=None) -> np.ndarray:
         """Probability (H, W) at the image's full size for ``clicks`` [(x, y, positive)] in
         full-size pixel coordinates (and an optional box x0, y0, x1, y1)."""
+        x = self._predict_work(clicks, box)
+        H, W = self.full_shape
+        return resize_bilinear(x, H, W) if (H, W) != (self.h, self.w) else x
+
+    def _predict_work(self, clicks, box=None) -> np.ndarray:
         h, w = self.h, self.w
         diag = np.hypot(h, w)
         r = max(2.0, 0.01 * diag)
@@ -158,7 +168,14 @@ class ClassicalSegmenter:
                 near |= (xx + 0.5 - x_ * self.scale) ** 2 + (yy + 0.5 - y_ * self.scale) ** 2 <= (3 * r) ** 2
         wf = (fg | near).astype(np.float32)
         wb = bg.astype(np.float32) if bg.any() else (1.0 - wf)
-        x = self.x if self.x is not None and self.x.shape == (h, w) else np.full((h, w), 0.5, np.float32)
+        if self.coarse is not None:
+            cclicks = [(x_ * self.scale, y_ * self.scale, p) for x_, y_, p in clicks]  # in the work image
+            cbox = None if box is None else tuple(v * self.scale for v in box)
+            x = resize_bilinear(self.coarse._predict_work(cclicks, cbox), h, w)
+        elif self.x is not None and self.x.shape == (h, w):
+            x = self.x
+        else:
+            x = np.full((h, w), 0.5, np.float32)
         for _ in range(self.rounds):
             lf, lb = self._hist(wf).ravel()[self.bin], self._hist(wb).ravel()[self.bin]
             pf = (lf / (lf + lb + 1e-12)).astype(np.float32)
@@ -168,5 +185,4 @@ class ClassicalSegmenter:
             wf = (seg | fg).astype(np.float32)
             wb = (~seg | bg).astype(np.float32)
         self.x = x
-        H, W = self.full_shape
-        return resize_bilinear(x, H, W) if (H, W) != (h, w) else x
+        return x
