@@ -21,8 +21,8 @@ Figures (linear camera RGB, 10-pixel border excluded):
 * edge energy: mean gradient magnitude of the result over the 5 % strongest
   clean edges, divided by the clean one (1 = edges kept, < 1 = blurred);
 * slanted edge (5 degrees, 0.1 to 0.5 of white): 10-90 % rise width of the
-  edge-spread function (pixels across the edge) of the clean stage and of the
-  denoised noisy edge.
+  edge-spread function (pixels across the edge) and its overshoot (ringing, % of
+  the step) for the clean stage, the noisy stage and the denoised noisy edge.
 """
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ def psnr(a, ref):
 
 
 def rise_width(img, angle_deg=5.0):
-    """10-90 % width (px) of the edge-spread function of a vertical-ish slanted edge."""
+    """(10-90 % width in px, overshoot as a fraction of the step) of the edge-spread
+    function of a vertical-ish slanted edge."""
     g = img.mean(0)
     h, w = g.shape
     t = math.tan(math.radians(angle_deg))
@@ -161,7 +162,8 @@ def rise_width(img, angle_deg=5.0):
         t = (level - n[i - 1]) / max(n[i] - n[i - 1], 1e-12)
         return float(centres[i - 1] + t * (centres[i] - centres[i - 1]))
 
-    return crossing(0.9) - crossing(0.1)
+    overshoot = max(float(n.max()) - 1.0, -float(n.min()), 0.0)
+    return crossing(0.9) - crossing(0.1), overshoot
 
 
 def slanted_edge(a, b, seed):
@@ -233,13 +235,15 @@ def main(argv=None):
                 "psnr_denoised": float(np.mean([r["psnr_denoised"] for r in rows])),
                 "edge_energy": float(np.mean([r["edge_energy"] for r in rows])),
                 "edge_energy_noisy": float(np.mean([r["edge_energy_noisy"] for r in rows])),
-                "rise_clean": sw[0], "rise_noisy": sw[1], "rise_denoised": sw[2],
+                "rise_clean": sw[0][0], "rise_noisy": sw[1][0], "rise_denoised": sw[2][0],
+                "overshoot_clean": sw[0][1], "overshoot_denoised": sw[2][1],
                 "seconds": time.time() - t0}
             results[f"{level}/{mode}"] = {"a": a, "b": b, "summary": summary, "images": rows}
             print(f"{level:9s} {mode:9s} sigma x{summary['median_reduction']:.2f} (min x{summary['min_reduction']:.2f})"
                   f"  PSNR {summary['psnr_noisy']:.2f} -> {summary['psnr_denoised']:.2f} dB"
                   f"  edge energy {summary['edge_energy']:.3f} (noisy {summary['edge_energy_noisy']:.3f})"
-                  f"  rise 10-90 % {sw[0]:.2f} / {sw[1]:.2f} / {sw[2]:.2f} px (clean/noisy/denoised)", flush=True)
+                  f"  rise 10-90 % {sw[0][0]:.2f} / {sw[1][0]:.2f} / {sw[2][0]:.2f} px (clean/noisy/denoised),"
+                  f" overshoot {100 * sw[0][1]:.1f} / {100 * sw[2][1]:.1f} %", flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.json}")

@@ -75,6 +75,8 @@ def register(subparsers) -> None:
     p = _add(ms, "check", help="load a model's ONNX files in ONNX Runtime and show their tensors")
     p.add_argument("id")
 
+    _register_tasks(ai_sub)
+
     pr = _add(subparsers, "prefs", help="get, set and list preferences (prefs.toml)",
                                description="Preferences in prefs.toml (typed and validated).")
     pr.set_defaults(func=run, _pp_group="prefs")
@@ -206,6 +208,8 @@ def _run_ai(args) -> int:
     from pixelpipe.ai import enable
 
     cmd = args.ai_command
+    if cmd in TASK_COMMANDS:
+        return _run_task(args)
     if cmd == "providers":
         return _providers()
     line = enable.status_line()
@@ -484,6 +488,239 @@ def _check(model_id: str) -> int:
         _p(f"{f.filename}: ok on {s.provider}: {'; '.join(map(str, s.inputs))} -> "
            f"{'; '.join(map(str, s.outputs))}")
         s.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- the AI tasks
+
+TASK_COMMANDS = ("denoise", "upscale", "rawdenoise", "mask")
+TIFF_EXTS = (".tif", ".tiff")
+PREVIEW_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _register_tasks(ai_sub) -> None:
+    common_help = ("INPUT… [OUTPUT]: OUTPUT is a file name (one input), a folder, or absent "
+                   "(each result is written beside its source)")
+    p = _add(ai_sub, "denoise", help="denoise developed images with the active denoise model (writes TIFFs)",
+             description="Render each INPUT through its edit (linear Rec.709), denoise it with the active "
+                         "denoise model and write a 32-bit float TIFF (NAME_denoised.tif) with a sidecar "
+                         "that groups it with its source. " + common_help)
+    p.add_argument("paths", nargs="+", metavar="INPUT… [OUTPUT]")
+    p.add_argument("--sigma", default="25", help="noise level 0..75 (0-255 units, sRGB-encoded) or 'auto' "
+                                                 "(default 25, darktable's)")
+    p.add_argument("--detail", type=float, default=0.0, help="detail recovery 0..1 (default 0)")
+    p.add_argument("--strength", type=float, default=1.0, help="blend with the source 0..1 (default 1)")
+    _task_common(p, tiff=True)
+    p = _add(ai_sub, "upscale", help="2x/4x super-resolution with the active upscale model (writes TIFFs)",
+             description="Render each INPUT through its edit, upscale it 2x or 4x with the active upscale "
+                         "model and write a TIFF (NAME_x2.tif / NAME_x4.tif) with a group sidecar. " + common_help)
+    p.add_argument("paths", nargs="+", metavar="INPUT… [OUTPUT]")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    _task_common(p, tiff=True)
+    p = _add(ai_sub, "rawdenoise", help="denoise raw mosaics with the active rawdenoise model (writes DNGs)",
+             description="Denoise each raw INPUT's mosaic (Bayer; X-Trans with an xtrans model) and write a "
+                         "CFA DNG (NAME_rawdenoised.dng) whose sidecar re-applies the source's edit with the "
+                         "classical denoisers off. " + common_help)
+    p.add_argument("paths", nargs="+", metavar="INPUT… [OUTPUT]")
+    p.add_argument("--strength", type=float, default=1.0, help="blend with the source 0..1 (default 1)")
+    _task_common(p, tiff=False)
+    p = _add(ai_sub, "mask", help="object mask from clicks: into a module's drawn mask, or a PNG",
+             description="Segment the object under the clicks (full-size output pixels, as the exported "
+                         "image) with the active mask model, or the classical method (--classical, no AI "
+                         "needed), and add it as Bezier paths to a module instance's drawn mask in the "
+                         "image's sidecar (--module), or write it as a PNG (-o).")
+    p.add_argument("image")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y[,bg]",
+                   help="a click; ',bg' (or ',0') makes it a background click; repeatable")
+    p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object (SAM models)")
+    p.add_argument("--module", metavar="OP[#N]", help="module instance whose drawn mask gets the shapes")
+    p.add_argument("-o", "--output", metavar="PNG", help="write the mask as a PNG instead")
+    p.add_argument("--classical", action="store_true", help="the classical method (no model, no AI)")
+    p.add_argument("--sidecar", help="edit to use and change (default: IMAGE.pixelpipe.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+
+
+def _task_common(p, *, tiff: bool) -> None:
+    if tiff:
+        p.add_argument("--bpp", type=int, choices=(8, 16, 32), default=32,
+                       help="TIFF sample depth: 32 = float linear Rec.709 (default), 8/16 = sRGB")
+    p.add_argument("--sidecar", help="edit to apply (one input; default: INPUT.pixelpipe.json or defaults)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--preview", metavar="X,Y,W,H",
+                   help="only a before/after preview of this region (full-size output pixels), "
+                        "written to OUTPUT (PNG/JPEG/TIFF)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def _run_task(args) -> int:
+    try:
+        if args.ai_command == "mask":
+            return _task_mask(args)
+        from pixelpipe.ai import enable
+
+        enable.require_enabled()
+        return _task_files(args)
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print("pixelpipe: interrupted; no partial output was left", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+
+def _float_arg(value: float, name: str, lo: float, hi: float) -> float:
+    if not lo <= value <= hi:
+        raise AIError(f"--{name} {value:g} is outside {lo:g}..{hi:g}")
+    return value
+
+
+def _task_files(args) -> int:
+    from pathlib import Path
+
+    from pixelpipe.ai.tasks import common
+
+    cmd = args.ai_command
+    exts = TIFF_EXTS if cmd in ("denoise", "upscale") else (".dng",)
+    if args.preview:
+        if len(args.paths) != 2:
+            raise AIError("--preview takes one INPUT and the OUTPUT image for the preview")
+        return _task_preview(args, Path(args.paths[0]), Path(args.paths[1]))
+    inputs, output = common.split_inputs_output(args.paths, exts)
+    if args.sidecar and len(inputs) > 1:
+        raise AIError("--sidecar applies to one input only")
+    kw = {}
+    if cmd == "denoise":
+        sigma = args.sigma if args.sigma == "auto" else _sigma(args.sigma)
+        kw = dict(sigma=sigma, detail=_float_arg(args.detail, "detail", 0, 1),
+                  strength=_float_arg(args.strength, "strength", 0, 1), bpp=args.bpp)
+    elif cmd == "upscale":
+        kw = dict(bpp=args.bpp)
+    else:
+        kw = dict(strength=_float_arg(args.strength, "strength", 0, 1))
+    fmt = {"scale": args.scale} if cmd == "upscale" else {}
+    jobs = common.plan_outputs(inputs, output, cmd, ".dng" if cmd == "rawdenoise" else ".tif", exts, **fmt)
+    for src, _ in jobs:
+        common.check_input(src)
+    failed = 0
+    for src, dst in jobs:
+        try:
+            r = _task_one(cmd, src, dst, args, kw)
+        except PixelpipeError as e:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            print(f"pixelpipe: error: {e}", file=sys.stderr, flush=True)
+            continue
+        for n in r.notices:
+            _note(f"{src}: {n}")
+        if not args.quiet:
+            _p(f"{src} -> {r.output} ({r.seconds:.1f} s)")
+    if len(jobs) > 1:
+        _p(f"{len(jobs) - failed} written, {failed} failed")
+    return 1 if failed else 0
+
+
+def _sigma(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise AIError(f"--sigma must be a number 0..75 or 'auto', not {text!r}") from None
+    return _float_arg(v, "sigma", 0, 75)
+
+
+def _task_one(cmd, src, dst, args, kw):
+    if cmd == "denoise":
+        from pixelpipe.ai.tasks.denoise import denoise_file
+
+        return denoise_file(src, dst, overwrite=args.overwrite, sidecar=args.sidecar, **kw)
+    if cmd == "upscale":
+        from pixelpipe.ai.tasks.upscale import upscale_file
+
+        return upscale_file(src, dst, args.scale, overwrite=args.overwrite, sidecar=args.sidecar, **kw)
+    from pixelpipe.ai.tasks.rawdenoise import rawdenoise_file
+
+    return rawdenoise_file(src, dst, overwrite=args.overwrite, sidecar=args.sidecar, **kw)
+
+
+def _task_preview(args, src, dst) -> int:
+    from pixelpipe.ai.tasks import common
+
+    if dst.suffix.lower() not in PREVIEW_EXTS:
+        raise AIError("the preview is written as PNG, JPEG or TIFF", path=str(dst))
+    from pixelpipe.io.atomic import check_destination
+
+    check_destination(dst, overwrite=args.overwrite)
+    common.check_input(src)
+    roi = common.parse_roi(args.preview)
+    cmd = args.ai_command
+    if cmd == "denoise":
+        from pixelpipe.ai.tasks.denoise import denoise_preview
+
+        sigma = args.sigma if args.sigma == "auto" else _sigma(args.sigma)
+        before, after = denoise_preview(src, roi, sigma=sigma, detail=_float_arg(args.detail, "detail", 0, 1),
+                                        strength=_float_arg(args.strength, "strength", 0, 1), sidecar=args.sidecar)
+    elif cmd == "upscale":
+        from pixelpipe.ai.tasks.upscale import upscale_preview
+
+        before, after = upscale_preview(src, roi, args.scale, sidecar=args.sidecar)
+    else:
+        from pixelpipe.ai.tasks.rawdenoise import rawdenoise_preview
+
+        before, after = rawdenoise_preview(src, roi, strength=_float_arg(args.strength, "strength", 0, 1),
+                                           sidecar=args.sidecar)
+    common.write_preview(dst, common.side_by_side(before, after), overwrite=args.overwrite)
+    if not args.quiet:
+        _p(f"{src}: preview of {args.preview} (before | after) -> {dst}")
+    return 0
+
+
+def _parse_point(text: str) -> tuple[float, float, bool]:
+    parts = [t.strip() for t in text.split(",")]
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise AIError(f"bad --point {text!r}: expected X,Y or X,Y,bg") from None
+    pos = True
+    if len(parts) == 3:
+        flag = parts[2].lower()
+        if flag in ("bg", "0", "neg", "-", "background"):
+            pos = False
+        elif flag not in ("fg", "1", "pos", "+", "foreground"):
+            raise AIError(f"bad --point {text!r}: the third part is 'bg' (background) or 'fg'")
+    return x, y, pos
+
+
+def _task_mask(args) -> int:
+    from pixelpipe.ai.tasks.mask import object_mask
+
+    if not args.classical:
+        from pixelpipe.ai import enable
+
+        line = enable.status_line()
+        if line:
+            raise AIError(f"{line}; or use the classical method: pixelpipe ai mask --classical …")
+    clicks = [_parse_point(t) for t in args.point]
+    box = None
+    if args.box:
+        try:
+            box = tuple(float(v) for v in args.box.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+            raise AIError(f"bad --box {args.box!r}: expected X0,Y0,X1,Y1 with X1 > X0, Y1 > Y0")
+    if args.output is None and not args.module:
+        raise AIError("say where the mask goes: --module OP[#N] (or write a PNG with -o FILE)")
+    m, group, dest, notice = object_mask(args.image, clicks, box=box, module=args.module, png=args.output,
+                                         sidecar=args.sidecar, classical=args.classical,
+                                         overwrite=args.overwrite)
+    if notice:
+        _note(notice)
+    if group is not None:
+        _p(f"{args.image}: object mask ({len(group)} path(s), {100 * m.mean():.1f}% of the image) "
+           f"added to {args.module} in {dest}")
+    else:
+        _p(f"{args.image}: object mask ({100 * m.mean():.1f}% of the image) -> {dest}")
     return 0
 
 

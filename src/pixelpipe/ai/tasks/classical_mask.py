@@ -10,19 +10,22 @@ the iterated colour models), in pure NumPy:
   GrabCut's ``beta = 1 / (2 mean |dLab|^2)``;
 * clicks become seed disks (radius 1 % of the image diagonal, at least 2 px):
   positive clicks fix the probability at 1, negative ones at 0; a box fixes
-  everything outside it at 0; without any background seed the image border is a
-  soft background prior;
+  everything outside it at 0; without any background seed the image's border is
+  background (GrabCut's assumption that the object does not fill the frame);
 * colour models: 3-D histograms (16 bins per Lab axis, smoothed) of the foreground
-  and background samples give per-pixel likelihoods ``pf``, ``pb``; a mild spatial
-  prior favours pixels near the positive clicks;
-* the probability ``x`` minimises ``sum w (x_i - x_j)^2 + gamma sum (pb x^2 + pf (1 - x)^2)``
-  with the seeds fixed: ``(L + gamma I) x = gamma pf`` on the free pixels, solved
-  by Jacobi-preconditioned conjugate gradients (warm-started);
-* three rounds: the colour models are re-estimated from the current solution
-  (weights ``x`` and ``1 - x``) and the system is solved again.
+  samples (the positive seed disks and 3x their radius around them) and the
+  background seeds give the per-pixel posterior ``pf = lf / (lf + lb)``;
+* the probability ``x`` minimises ``sum w (x_i - x_j)^2 + gamma sum ((1 - pf) x^2 + pf (1 - x)^2)``
+  with the seeds fixed: ``(L + gamma I) x = gamma pf`` on the free pixels
+  (``gamma`` = 0.001: mostly a random walker, the colour prior decides far from
+  any seed), solved by Jacobi-preconditioned conjugate gradients, coarse to fine
+  (the same problem at half size, recursively, starts the solve);
+* two rounds: the colour models are re-estimated from the segmentation
+  ``x > 0.5`` and the system is solved again.
 
-The probability is then refined like a model's (:mod:`.postprocess`). Speed: about
-0.2–0.6 s per click for a 0.15 MP image on 2 cores.
+``gamma`` and the number of rounds were chosen on 10 of the 50 GrabCut images
+(NoC@90 9.7 -> 8.3 from the first guess). The probability is then refined like
+a model's (:mod:`.postprocess`).
 """
 from __future__ import annotations
 
@@ -32,8 +35,8 @@ from .postprocess import resize_bilinear
 
 BINS = 16
 MAX_SIDE = 512
-GAMMA = 0.03
-ROUNDS = 3
+GAMMA = 0.001
+ROUNDS = 2
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
