@@ -13,17 +13,7 @@ import pytest
 
 from pixelpipe.testdata import eval_dir, models_dir, raw_dir
 
-REQUIRE = os.environ.get("PIXELPIPE_REQUIRE_TESTDATA", "") not in ("", "0")
-
-
-def need(path: Path, what: str) -> Path:
-    """Return ``path`` if it exists, else skip (or fail under CI's flag)."""
-    if path.exists():
-        return path
-    reason = f"{what} not found at {path} (set PIXELPIPE_TESTDATA)"
-    if REQUIRE:
-        pytest.fail(reason + " and PIXELPIPE_REQUIRE_TESTDATA is set")
-    pytest.skip(reason)
+from helpers import REQUIRE, need, raw_file  # noqa: E402,F401 (shared with test modules)
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +31,7 @@ def shared_models() -> Path:
     return need(models_dir(), "shared trained weights")
 
 
-def raw_file(name: str) -> Path:
-    return need(raw_dir() / name, f"raw file {name}")
+
 
 
 # compiled Halide kernels are shared by the whole run (and later runs) so each

@@ -1,6 +1,30 @@
 """Small helpers shared by tests: synthetic images and running one module alone."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
+
+from pixelpipe.testdata import raw_dir
+
+REQUIRE = os.environ.get("PIXELPIPE_REQUIRE_TESTDATA", "") not in ("", "0")
+
+
+def need(path: Path, what: str) -> Path:
+    """Return ``path`` if it exists, else skip (or fail under CI's flag)."""
+    if path.exists():
+        return path
+    reason = f"{what} not found at {path} (set PIXELPIPE_TESTDATA)"
+    if REQUIRE:
+        pytest.fail(reason + " and PIXELPIPE_REQUIRE_TESTDATA is set")
+    pytest.skip(reason)
+
+
+def raw_file(name: str) -> Path:
+    return need(raw_dir() / name, f"raw file {name}")
+
+
 import numpy as np
 
 from pixelpipe.io.source import CFA, SourceImage

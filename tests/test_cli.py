@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import raw_file
+from helpers import raw_file
 
 CHART = "canon_550d_magiclantern_colorchart.dng"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from pixelpipe.errors import UnsupportedCFAError, UnsupportedFormatError
 from pixelpipe.io.decode import load
 from pixelpipe.modules import registry

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import raw_image
 from pixelpipe import presets as P
 from pixelpipe.errors import PixelpipeError

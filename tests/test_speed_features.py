@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from pixelpipe.io.decode import load
 from pixelpipe.pipe.history import Edit
 from pixelpipe.pipe.pipeline import Pipe

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import raw_file
+from helpers import raw_file
 
 pytest.importorskip("distributed")
 

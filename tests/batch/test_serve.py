@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 
 CHART = "canon_550d_magiclantern_colorchart.dng"
 

@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import rgb_image, run_module
 from pixelpipe.errors import ParamsError
 from pixelpipe.modules.basecurve import BasecurveParams, curve_table

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import raw_image, rgb_image, run_module
 from pixelpipe.errors import ParamsError
 from pixelpipe.io.icc import colour_module

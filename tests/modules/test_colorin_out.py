@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import raw_image, rgb_image, run_module
 from pixelpipe.io.icc import colour_module
 from pixelpipe.modules import colorin

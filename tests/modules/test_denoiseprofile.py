@@ -195,7 +195,7 @@ def test_never_non_finite(shape, p):
 
 @pytest.mark.realdata
 def test_real_dng_uses_its_noise_profile_and_smooths():
-    from conftest import raw_file
+    from helpers import raw_file
     from pixelpipe.io.decode import load
     from pixelpipe.pipe.history import Edit, ModuleInstance
     from pixelpipe.pipe.pipeline import Pipe

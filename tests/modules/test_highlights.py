@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import RGGB, raw_image, run_module
 from pixelpipe.io.source import CFA
 from pixelpipe.modules.base import BufferDesc, ROI

@@ -161,7 +161,7 @@ def test_never_non_finite(shape):
 
 @pytest.mark.realdata
 def test_real_raw_without_lens_data_is_left_alone():
-    from conftest import raw_file
+    from helpers import raw_file
     from pixelpipe.io.decode import load
 
     image = load(raw_file("canon_eos_d30.crw"))  # no lens in its EXIF: nothing to look up

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import raw_image, run_module
 from pixelpipe.io.source import CFA
 from pixelpipe.modules.base import BufferDesc, ROI

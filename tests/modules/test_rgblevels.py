@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import rgb_image, run_module
 from pixelpipe.errors import ParamsError
 from pixelpipe.io.icc import colour_module

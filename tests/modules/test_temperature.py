@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import raw_file
+from helpers import raw_file
 from helpers import RGGB, raw_image, run_module
 from pixelpipe.errors import ParamsError
 from pixelpipe.io.source import CFA

@@ -296,3 +296,239 @@ def build_rcd():
                                          opp[x, y]))
     strips(rgb, 32, [cfa, hpv, hph, vh, vh_disc, lpf, green, hpp, hpq, pq, opp])
     return rgb, [raw, pat]
+
+
+# --------------------------------------------------------------------------- high quality: MLRI
+
+#: parameters of the high-quality method (tuned on Kodak24 + McMaster, QUALITY.md)
+MLRI = dict(g_radius=6, rb_radius=3, eps=1e-4, refine=3, g_tau=0.2, r_tau=0.3)
+NARROW = (0.56, 0.35, 0.08, 0.01)                       # GBTF's one-sided colour-difference filter
+WIDE = (0.3392, 0.2994, 0.2057, 0.1101, 0.0459)          # one-sided Gaussian, sigma 2 px (normalised)
+
+
+class _Stages:
+    """Funcs of one root stage: the stage is computed over the whole buffer in
+    parallel strips, its helpers per strip."""
+
+    def __init__(self):
+        self.groups: list[tuple[hl.Func, list[hl.Func]]] = []
+        self.current: list[hl.Func] = []
+
+    def helper(self, name: str) -> hl.Func:
+        f = hl.Func(name)
+        self.current.append(f)
+        return f
+
+    def root(self, f: hl.Func) -> hl.Func:
+        self.groups.append((f, self.current))
+        self.current = []
+        return f
+
+    def schedule(self, rows: int = 32) -> None:
+        for f, helpers in self.groups:
+            f.compute_root()
+            f.split(y, yo, yi, rows, GUARD).parallel(yo).vectorize(x, VEC, GUARD)
+            for h in helpers:
+                h.compute_at(f, yo).vectorize(x, VEC, GUARD)
+
+
+def _E(f, dx=0, dy=0, *rest):
+    return hl.Expr(f[(x + dx, y + dy) + rest])
+
+
+def _box(st: _Stages, name: str, expr_of, rx: int, ry: int) -> hl.Func:
+    """Separable window sum of ``expr_of(dx, dy)`` over (2 rx + 1) x (2 ry + 1)."""
+    src = st.helper(name + "_src")
+    src[x, y] = expr_of(0, 0)
+    hs = st.helper(name + "_h")
+    hs[x, y] = sum((_E(src, i, 0) for i in range(-rx, rx + 1)), hl.f32(0)) if rx else _E(src)
+    vs = st.helper(name)
+    vs[x, y] = sum((_E(hs, 0, j) for j in range(-ry, ry + 1)), hl.f32(0)) if ry else _E(hs)
+    return vs
+
+
+def build_mlri():
+    """High-quality Bayer method: minimised-Laplacian residual interpolation (MLRI,
+    Kiku, Monno, Tanaka, Okutomi 2014) with gradient-weighted directional fusion
+    (GBTF, Pekkucuksen and Altunbasak 2010) and an adaptive colour-difference
+    refinement.
+
+    Green: along each row (and each column) the green and the row's chroma are
+    linearly interpolated; each is then estimated from the other as a local linear
+    model ``a * guide + b`` fitted in a 13-pixel window, ``a`` minimising the
+    energy of the Laplacian (step 2) of the residual and ``b`` matching the means;
+    the residual at the samples is linearly interpolated back (residual
+    interpolation). The horizontal and vertical colour differences G - C are
+    fused over the four half-directions with weights 1 / (5x5 sum of their
+    gradients)^2, each filtered one-sided; where the colour difference is smooth
+    relative to the green detail (ratio of 5x5 gradient sums, scale-free) a wider
+    one-sided Gaussian is blended in.
+    Red and blue: MLRI in 7x7 windows with the full green as guide, blended with
+    plain colour-difference interpolation by their local residual energy.
+    Refinement (3 rounds): green at R/B is re-estimated from the neighbours'
+    colour differences against the new R/B (directionally weighted), blended in
+    only where colour differences are smooth (the same scale-free ratio), and
+    R/B are interpolated again.
+    """
+    raw, pat = bayer_io()
+    P = MLRI
+    m = hl.BoundaryConditions.mirror_interior(raw)
+    cfa = hl.Func("mlri_cfa")
+    cfa[x, y] = m[x, y]
+    C = lambda dx, dy: _E(cfa, dx, dy)  # noqa: E731
+    col = lambda dx=0, dy=0: colour(pat, x + dx, y + dy)  # noqa: E731
+    isg = lambda dx=0, dy=0: col(dx, dy) == 1  # noqa: E731
+    eps = P["eps"]
+    st = _Stages()
+
+    def onedim(target_is_green: bool, guide: hl.Func, ax: int, name: str) -> hl.Func:
+        """Residual-interpolated estimate of the target colour along axis ``ax``."""
+        ux, uy = (1, 0) if ax == 0 else (0, 1)
+        mask = (lambda dx, dy: isg(dx, dy)) if target_is_green else (lambda dx, dy: ~isg(dx, dy))
+        fm = lambda dx, dy: hl.select(mask(dx, dy), hl.f32(1), hl.f32(0))  # noqa: E731
+        lapt = lambda dx, dy: (2 * C(dx, dy) - C(dx - 2 * ux, dy - 2 * uy) - C(dx + 2 * ux, dy + 2 * uy))  # noqa: E731
+        lapg = lambda dx, dy: (2 * _E(guide, dx, dy) - _E(guide, dx - 2 * ux, dy - 2 * uy)  # noqa: E731
+                               - _E(guide, dx + 2 * ux, dy + 2 * uy))
+        r = P["g_radius"]
+        rx, ry = (r, 0) if ax == 0 else (0, r)
+        stats = st.helper(name + "_stats")  # per pixel: mask, lapT*lapG, lapG^2, T, guide at samples
+        stats[x, y, c] = hl.select(c == 0, fm(0, 0),
+                                   c == 1, fm(0, 0) * lapt(0, 0) * lapg(0, 0),
+                                   c == 2, fm(0, 0) * lapg(0, 0) * lapg(0, 0),
+                                   c == 3, fm(0, 0) * C(0, 0),
+                                   fm(0, 0) * _E(guide))
+        sums = st.helper(name + "_sums")
+        sums[x, y, c] = sum((_E(stats, i * ux, i * uy, c) for i in range(-r, r + 1)), hl.f32(0))
+        n = _E(sums, 0, 0, 0)
+        a = (_E(sums, 0, 0, 1) + eps) / (_E(sums, 0, 0, 2) + eps)
+        ab = st.helper(name + "_ab")
+        ab[x, y, c] = hl.select(c == 0, a, (_E(sums, 0, 0, 3) - a * _E(sums, 0, 0, 4)) / n)
+        mab = st.helper(name + "_mab")
+        mab[x, y, c] = sum((_E(ab, i * ux, i * uy, c) for i in range(-r, r + 1)), hl.f32(0)) / (2 * r + 1)
+        est = st.helper(name + "_est")
+        est[x, y] = _E(mab, 0, 0, 0) * _E(guide) + _E(mab, 0, 0, 1)
+        res = lambda dx, dy: C(dx, dy) - _E(est, dx, dy)  # noqa: E731
+        out = st.helper(name)
+        out[x, y] = _E(est) + hl.select(mask(0, 0), res(0, 0), (res(-ux, -uy) + res(ux, uy)) * 0.5)
+        return out
+
+    d = {}
+    for ax in (0, 1):
+        ux, uy = (1, 0) if ax == 0 else (0, 1)
+        lin = (C(-ux, -uy) + C(ux, uy)) * 0.5
+        gl = st.helper(f"mlri_gl{ax}")
+        gl[x, y] = hl.select(isg(), C(0, 0), lin)
+        cl = st.helper(f"mlri_cl{ax}")
+        cl[x, y] = hl.select(isg(), lin, C(0, 0))
+        g_d = onedim(True, cl, ax, f"mlri_g{ax}")
+        c_d = onedim(False, gl, ax, f"mlri_c{ax}")
+        dd = hl.Func(f"mlri_diff{ax}")
+        dd[x, y] = _E(g_d) - _E(c_d)
+        d[ax] = st.root(dd)
+
+    # fusion of the directional colour differences
+    dh, dv = d[0], d[1]
+    grad_h = lambda dx, dy: hl.abs(_E(dh, dx + 1, dy) - _E(dh, dx - 1, dy))  # noqa: E731
+    grad_v = lambda dx, dy: hl.abs(_E(dv, dx, dy + 1) - _E(dv, dx, dy - 1))  # noqa: E731
+    bh = _box(st, "mlri_bh", grad_h, 2, 2)
+    bv = _box(st, "mlri_bv", grad_v, 2, 2)
+    w = lambda s: 1.0 / (s * s + 1e-10)  # noqa: E731
+    wn, ws, ww, we = w(_E(bv, 0, -2)), w(_E(bv, 0, 2)), w(_E(bh, -2, 0)), w(_E(bh, 2, 0))
+
+    def fuse(f):
+        fn = sum((f[k] * _E(dv, 0, -k) for k in range(len(f))), hl.f32(0))
+        fs = sum((f[k] * _E(dv, 0, k) for k in range(len(f))), hl.f32(0))
+        fw = sum((f[k] * _E(dh, -k, 0) for k in range(len(f))), hl.f32(0))
+        fe = sum((f[k] * _E(dh, k, 0) for k in range(len(f))), hl.f32(0))
+        return (wn * fn + ws * fs + ww * fw + we * fe) / (wn + ws + ww + we)
+
+    narrow = st.helper("mlri_dnarrow")
+    narrow[x, y] = fuse(NARROW)
+    g0 = st.helper("mlri_g0")
+    g0[x, y] = hl.select(isg(), C(0, 0), C(0, 0) + _E(narrow))
+    gx = lambda f: lambda dx, dy: (hl.abs(_E(f, dx + 1, dy) - _E(f, dx - 1, dy))  # noqa: E731
+                                   + hl.abs(_E(f, dx, dy + 1) - _E(f, dx, dy - 1)))
+    s_d = _box(st, "mlri_sd", gx(narrow), 2, 2)
+    s_g = _box(st, "mlri_sg", gx(g0), 2, 2)
+    ratio = _E(s_d) / (_E(s_g) + 1e-4) / P["g_tau"]
+    alpha = hl.exp(-ratio * ratio)
+    green = hl.Func("mlri_green")
+    green[x, y] = hl.select(isg(), C(0, 0), C(0, 0) + alpha * fuse(WIDE) + (1 - alpha) * _E(narrow))
+    st.root(green)
+
+    def chroma(G: hl.Func, k: int, name: str) -> hl.Func:
+        """R (k = 0) or B (k = 2) everywhere, guided by the full green G."""
+        r = P["rb_radius"]
+        mk = lambda dx, dy: col(dx, dy) == k  # noqa: E731
+        fm = lambda dx, dy: hl.select(mk(dx, dy), hl.f32(1), hl.f32(0))  # noqa: E731
+        lap = lambda f: lambda dx, dy: (4 * f(dx, dy) - f(dx - 2, dy) - f(dx + 2, dy)  # noqa: E731
+                                        - f(dx, dy - 2) - f(dx, dy + 2))
+        g = lambda dx, dy: _E(G, dx, dy)  # noqa: E731
+        lt, lg = lap(C), lap(g)
+        stats = st.helper(name + "_stats")
+        stats[x, y, c] = fm(0, 0) * hl.select(c == 0, hl.f32(1), c == 1, lt(0, 0) * lg(0, 0),
+                                              c == 2, lg(0, 0) * lg(0, 0), c == 3, C(0, 0), g(0, 0))
+        sh_ = st.helper(name + "_sh")
+        sh_[x, y, c] = sum((_E(stats, i, 0, c) for i in range(-r, r + 1)), hl.f32(0))
+        sums = st.helper(name + "_sums")
+        sums[x, y, c] = sum((_E(sh_, 0, j, c) for j in range(-r, r + 1)), hl.f32(0))
+        S = lambda i: _E(sums, 0, 0, i)  # noqa: E731
+        a = (S(1) + eps) / (S(2) + eps)
+        ab = st.helper(name + "_ab")
+        ab[x, y, c] = hl.select(c == 0, a, (S(3) - a * S(4)) / S(0))
+        abh = st.helper(name + "_abh")
+        abh[x, y, c] = sum((_E(ab, i, 0, c) for i in range(-r, r + 1)), hl.f32(0))
+        mab = st.helper(name + "_mab")
+        mab[x, y, c] = sum((_E(abh, 0, j, c) for j in range(-r, r + 1)), hl.f32(0)) / ((2 * r + 1) ** 2)
+        # residuals at the samples of k of the two models (MLRI, plain colour difference)
+        resid = st.helper(name + "_res")
+        resid[x, y, c] = fm(0, 0) * (C(0, 0) - hl.select(c == 0, _E(mab, 0, 0, 0) * g(0, 0) + _E(mab, 0, 0, 1),
+                                                          g(0, 0)))
+        R = lambda dx, dy, i: _E(resid, dx, dy, i)  # noqa: E731
+        bil = lambda i: (R(0, 0, i) + 0.5 * (R(-1, 0, i) + R(1, 0, i) + R(0, -1, i) + R(0, 1, i))  # noqa: E731
+                         + 0.25 * (R(-1, -1, i) + R(1, -1, i) + R(-1, 1, i) + R(1, 1, i)))
+        crit_src = lambda dx, dy: (hl.abs(lap(lambda ex, ey: R(ex, ey, 0))(dx, dy)) * fm(dx, dy))  # noqa: E731
+        crit_src0 = lambda dx, dy: (hl.abs(lap(lambda ex, ey: R(ex, ey, 1))(dx, dy)) * fm(dx, dy))  # noqa: E731
+        c1 = _box(st, name + "_c1", crit_src, 2, 2)
+        c0 = _box(st, name + "_c0", crit_src0, 2, 2)
+        v1 = _E(mab, 0, 0, 0) * g(0, 0) + _E(mab, 0, 0, 1) + bil(0)
+        v0 = g(0, 0) + bil(1)
+        w1 = 1.0 / ((_E(c1) + 1e-6) * (_E(c1) + 1e-6))
+        w0 = 1.0 / ((_E(c0) + 1e-6) * (_E(c0) + 1e-6))
+        out = hl.Func(name)
+        out[x, y] = (w0 * v0 + w1 * v1) / (w0 + w1)
+        return st.root(out)
+
+    G = green
+    R = chroma(G, 0, "mlri_r0")
+    B = chroma(G, 2, "mlri_b0")
+    for it in range(P["refine"]):
+        gref = st.helper(f"mlri_gref{it}")
+        e = lambda f, dx=0, dy=0: _E(f, dx, dy)  # noqa: E731
+
+        def renew(X):
+            dD = lambda dx, dy: e(G, dx, dy) - e(X, dx, dy)  # noqa: E731
+            dh_ = hl.abs(e(X, 1, 0) - e(X, -1, 0)) + hl.abs(2 * e(X) - e(X, 2, 0) - e(X, -2, 0)) + 1e-6
+            dv_ = hl.abs(e(X, 0, 1) - e(X, 0, -1)) + hl.abs(2 * e(X) - e(X, 0, 2) - e(X, 0, -2)) + 1e-6
+            wh, wv = 1.0 / (dh_ * dh_), 1.0 / (dv_ * dv_)
+            return e(X) + (wh * (dD(1, 0) + dD(-1, 0)) + wv * (dD(0, 1) + dD(0, -1))) / (2 * (wh + wv))
+        gref[x, y] = hl.select(col() == 0, renew(R), col() == 2, renew(B), e(G))
+        grad = lambda f: (hl.abs(f(1, 0) - f(-1, 0)) + hl.abs(f(0, 1) - f(0, -1)))  # noqa: E731
+        sd = _box(st, f"mlri_rsd{it}", lambda dx, dy: (
+            grad(lambda ex, ey: e(G, dx + ex, dy + ey) - e(R, dx + ex, dy + ey))
+            + grad(lambda ex, ey: e(G, dx + ex, dy + ey) - e(B, dx + ex, dy + ey))), 2, 2)
+        sg = _box(st, f"mlri_rsg{it}", lambda dx, dy: grad(lambda ex, ey: e(G, dx + ex, dy + ey)), 2, 2)
+        ratio = e(sd) / (2 * e(sg) + 1e-4) / P["r_tau"]
+        al = hl.exp(-ratio * ratio)
+        g_new = hl.Func(f"mlri_green{it + 1}")
+        g_new[x, y] = al * e(gref) + (1 - al) * e(G)
+        G = st.root(g_new)
+        R = chroma(G, 0, f"mlri_r{it + 1}")
+        B = chroma(G, 2, f"mlri_b{it + 1}")
+
+    rgb = hl.Func("rgb")
+    rgb[x, y, c] = hl.max(0.0, hl.select(c == 0, _E(R), c == 1, _E(G), _E(B)))
+    st.schedule(32)
+    rgb.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    rgb.split(y, yo, yi, 32, GUARD).parallel(yo).vectorize(x, VEC, GUARD)
+    return rgb, [raw, pat]
