@@ -23,10 +23,12 @@ Sections (results are printed and merged into bench/out/quality_ai.json):
                20-click cap on GrabCut (50) and Berkeley (100); each next click at the
                point of the largest error (FN or FP) farthest from its boundary (the
                standard protocol's "centre" of the error, RITM's implementation), GrabCut's
-               128 band ignored; the mask.object.* defaults for post-processing.
-* ``speed``    seconds per 24 MP image on this machine: denoise (FFDNet, tiled), upscale x2
-               (RLFN, 24 MP in), raw denoise (demosaicnet on bench/out/gopro_hero6_24mp.dng
-               when present).
+               128 band ignored; the mask.object.* defaults for post-processing. Beside it,
+               plain GrabCut (OpenCV's cv2.grabCut seeded by the same clicks) when cv2 imports.
+* ``speed``    seconds per 24 MP image on this machine: denoise (FFDNet, tiled, 6000x4000),
+               upscale x2 / x4 (RLFN, a 24 MP output: from 3000x2000 / 1500x1000), raw
+               denoise (demosaicnet on bench/out/gopro_hero6_24mp.dng when present, made by
+               bench/make_24mp.py). The GPU counterpart is bench/bench_ai_gpu.py.
 * ``dng``      raw denoise of the 550D DNG, the result opened by rawpy and rendered by
                darktable-cli (when installed).
 
@@ -91,10 +93,21 @@ def q8(x) -> np.ndarray:
 
 
 def save(section: str, data) -> None:
+    """Merge one section into OUT (under a lock: several runs may share the file)."""
+    import fcntl
+
+    global OUT
+    if os.environ.get("PIXELPIPE_QUALITY_AI_JSON"):
+        OUT = Path(os.environ["PIXELPIPE_QUALITY_AI_JSON"])
+
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    allres = json.loads(OUT.read_text()) if OUT.exists() else {}
-    allres[section] = data
-    OUT.write_text(json.dumps(allres, indent=2))
+    with open(OUT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        allres = json.loads(OUT.read_text()) if OUT.exists() else {}
+        allres[section] = data
+        tmp = OUT.with_suffix(".tmp")
+        tmp.write_text(json.dumps(allres, indent=2))
+        os.replace(tmp, OUT)
 
 
 def _session(task, **kw):
@@ -225,6 +238,7 @@ def section_tiled(a) -> dict:
         t0 = time.time()
         yt = denoise_encoded(sd, noisy, 25.0)
         tt = time.time() - t0
+        tile = sd.tile  # before the untiled run frees it
         from pixelpipe.ai.tiling import LADDER_X1
 
         t0 = time.time()
@@ -236,7 +250,7 @@ def section_tiled(a) -> dict:
                               "untiled": round(psnr(np.moveaxis(q8(yu), 0, 2), big), 3),
                               "tiled": round(psnr(np.moveaxis(q8(yt), 0, 2), big), 3),
                               "max_abs_diff": float(d.max()), "max_abs_diff_64px_inside": float(d[:, 64:-64, 64:-64].max()),
-                              "tile": sd.tile, "seconds_tiled": round(tt, 1), "seconds_untiled": round(tu, 1),
+                              "tile": tile, "seconds_tiled": round(tt, 1), "seconds_untiled": round(tu, 1),
                               "ladder": list(LADDER_X1)}
         res["ffdnet_24mp"]["delta"] = round(res["ffdnet_24mp"]["tiled"] - res["ffdnet_24mp"]["untiled"], 4)
         print("tiled ffdnet 24 MP:", res["ffdnet_24mp"], flush=True)
@@ -319,6 +333,30 @@ def load_berkeley():
     return out
 
 
+def noc_sets(a):
+    """{set name: [(name, image, gt)]}: images as paths, or uint8 arrays from ``--noc-data``
+    (GrabCut.npz / Berkeley.npz written by ``--export-noc-data``: numpy only where it runs)."""
+    if a.noc_data:
+        out = {}
+        for name in ("GrabCut", "Berkeley"):
+            with np.load(Path(a.noc_data) / f"{name}.npz") as z:
+                names = [str(n) for n in z["names"]]
+                out[name] = [(n, z[f"img_{n}"], z[f"gt_{n}"]) for n in names]
+        return out
+    return {"GrabCut": load_grabcut(), "Berkeley": load_berkeley()}
+
+
+def export_noc_data(dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, loader in (("GrabCut", load_grabcut), ("Berkeley", load_berkeley)):
+        arrays = {"names": np.array([n for n, _, _ in loader()])}
+        for n, img, gt in loader():
+            arrays[f"img_{n}"] = load_rgb(img)
+            arrays[f"gt_{n}"] = gt
+        np.savez_compressed(dest / f"{name}.npz", **arrays)
+        print(f"{name}: {len(arrays) // 2} images -> {dest / (name + '.npz')}", flush=True)
+
+
 def next_click(pred: np.ndarray, gt: np.ndarray):
     """RITM's protocol: the error (FN or FP) point farthest from the error's boundary."""
     from pixelpipe.ai.tasks.postprocess import edt_sq
@@ -340,20 +378,55 @@ def iou(pred, gt) -> float:
     return float((pred & g & v).sum()) / max(float(((pred | g) & v).sum()), 1.0)
 
 
-def noc_one(img_path, gt, cap=20):
-    from pixelpipe.ai.tasks.mask import ClassicalMasker, MaskPrefs, target_from_rgb
+GRABCUT_RADIUS = 5     # px: the seed disk of a click (plain GrabCut)
+GRABCUT_ITERS = 5
 
-    rgb = load_rgb(img_path)
-    masker = ClassicalMasker(target_from_rgb(rgb), prefs=MaskPrefs())
+
+def grabcut_masker(rgb: np.ndarray):
+    """Plain GrabCut (OpenCV's cv2.grabCut, no post-processing) seeded by the clicks: every
+    pixel starts as probable background, each click is a disk of GRABCUT_RADIUS px fixed to
+    foreground (positive) or background (negative); GRABCUT_ITERS iterations from scratch
+    with all clicks so far; the mask is definite + probable foreground."""
+    import cv2
+
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    yy, xx = np.mgrid[0:rgb.shape[0], 0:rgb.shape[1]]
+
+    def mask(clicks):
+        m = np.full(rgb.shape[:2], cv2.GC_PR_BGD, np.uint8)
+        for x, y, pos in clicks:
+            disk = (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= GRABCUT_RADIUS ** 2
+            m[disk] = cv2.GC_FGD if pos else cv2.GC_BGD
+        if not (m == cv2.GC_FGD).any():
+            return np.zeros(rgb.shape[:2], bool)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(bgr, m, None, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_MASK)
+        return (m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD)
+    return mask
+
+
+def noc_one(img_path, gt, cap=20, method="classical"):
+    rgb = img_path if isinstance(img_path, np.ndarray) else load_rgb(img_path)
+    if method == "grabcut":
+        predict = grabcut_masker(rgb)
+    else:
+        from pixelpipe.ai.tasks.mask import ClassicalMasker, MaskPrefs, target_from_rgb
+
+        predict = ClassicalMasker(target_from_rgb(rgb), prefs=MaskPrefs()).mask
     pred = np.zeros(gt.shape, bool)
     clicks, ious = [], []
     for _ in range(cap):
         clicks.append(next_click(pred, gt))
-        pred = masker.mask(clicks)
+        pred = predict(clicks)
         ious.append(iou(pred, gt))
         if ious[-1] >= 0.9:
             break
     return ious
+
+
+def _noc_job(job):
+    img, gt, method = job
+    return noc_one(img, gt, method=method)
 
 
 def noc(ious, t, cap=20) -> int:
@@ -364,51 +437,90 @@ def noc(ious, t, cap=20) -> int:
 
 
 def section_noc(a) -> dict:
-    res = {}
-    for name, loader in (("GrabCut", load_grabcut), ("Berkeley", load_berkeley)):
-        data = loader()
-        if a.subsample:
-            data = data[::a.subsample]
-        r85, r90, clicks = [], [], 0
-        t0 = time.time()
-        for n, img, gt in data:
-            ious = noc_one(img, gt)
-            clicks += len(ious)
-            r85.append(noc(ious, 0.85))
-            r90.append(noc(ious, 0.90))
-            print(f"  {name} {n}: NoC85 {r85[-1]} NoC90 {r90[-1]} first IoU {ious[0]:.3f}", flush=True)
-        res[name] = {"images": len(data), "NoC85": round(float(np.mean(r85)), 2),
-                     "NoC90": round(float(np.mean(r90)), 2), "NoF90": int(sum(v >= 20 for v in r90)),
-                     "seconds_per_click": round((time.time() - t0) / max(clicks, 1), 2)}
-        print(f"noc {name}: {res[name]}", flush=True)
-    res["method"] = "classical (random walker + colour priors, pixelpipe.ai.tasks.classical_mask)"
-    save("noc" if not a.subsample else f"noc_sub{a.subsample}", res)
+    methods = ["classical"]
+    try:
+        import cv2  # noqa: F401
+
+        methods.append("grabcut")
+    except ImportError:
+        print("noc: opencv (cv2) is not installed: the plain GrabCut baseline is left out", flush=True)
+    if a.noc_method:
+        methods = [m for m in methods if m in a.noc_method]
+    key = "noc" if not a.subsample else f"noc_sub{a.subsample}"
+    prev = json.loads(OUT.read_text()).get(key, {}) if OUT.exists() else {}
+    res = {k: v for k, v in prev.items() if isinstance(v, dict)}
+    sets = noc_sets(a)
+    for method in methods:
+        res[method] = {}
+        for name, data in sets.items():
+            if a.subsample:
+                data = data[::a.subsample]
+            r85, r90, clicks = [], [], 0
+            t0 = time.time()
+            jobs = [(img, gt, method) for _, img, gt in data]
+            if a.workers > 1:
+                import multiprocessing as mp
+
+                with mp.get_context("fork").Pool(a.workers) as pool:
+                    all_ious = pool.map(_noc_job, jobs, chunksize=1)
+            else:
+                all_ious = map(_noc_job, jobs)
+            for (n, _, _), ious in zip(data, all_ious):
+                clicks += len(ious)
+                r85.append(noc(ious, 0.85))
+                r90.append(noc(ious, 0.90))
+                print(f"  {method} {name} {n}: NoC85 {r85[-1]} NoC90 {r90[-1]} first IoU {ious[0]:.3f}", flush=True)
+            res[method][name] = {"images": len(data), "NoC85": round(float(np.mean(r85)), 2),
+                                 "NoC90": round(float(np.mean(r90)), 2), "NoF90": int(sum(v >= 20 for v in r90)),
+                                 "seconds_per_click": round((time.time() - t0) * max(a.workers, 1)
+                                                            / max(clicks, 1), 2),
+                                 "workers": max(a.workers, 1)}
+            print(f"noc {method} {name}: {res[method][name]}", flush=True)
+            save(key, res)  # after every set: a long run keeps what it has
+    res["methods"] = {"classical": "pixelpipe's classical click-to-mask (random walker + colour priors, "
+                                   "pixelpipe.ai.tasks.classical_mask) with the mask.object.* defaults",
+                      "grabcut": f"plain GrabCut, OpenCV cv2.grabCut, clicks as {GRABCUT_RADIUS} px seed disks, "
+                                 f"{GRABCUT_ITERS} iterations, no post-processing"}
+    res["subsample"] = a.subsample or 1
+    save(key, res)
     return res
 
 
 # --------------------------------------------------------------------------- speed
 
 def section_speed(a) -> dict:
+    """Seconds per 24 MP image through the task functions (tiled as the runtime tiles,
+    ladder sizes chosen by the memory estimate): denoise on a 6000x4000 image, upscale
+    x2 from 3000x2000 and x4 from 1500x1000 (a 24 MP output), raw denoise of a 24 MP DNG."""
     from pixelpipe.ai.tasks.denoise import denoise_encoded
     from pixelpipe.ai.tasks.upscale import upscale_encoded
 
-    res = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()[0]}
-    big = np.moveaxis(mosaic_24mp().astype(np.float32) / 255, 2, 0)
+    res = {"cpu_count": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),
+           "note": "shared machine: other processes were running; figures are upper bounds"}
+    big = mosaic_24mp()
+    x = np.moveaxis(big.astype(np.float32) / 255, 2, 0)
     sd = _session("denoise")
     t0 = time.time()
-    denoise_encoded(sd, big, 25.0)
+    denoise_encoded(sd, x, 25.0)
     res["denoise_ffdnet_24mp_s"] = round(time.time() - t0, 1)
     res["denoise_tile"] = sd.tile
     print("speed:", res, flush=True)
-    su = _session("upscale", scale=2)
-    t0 = time.time()
-    upscale_encoded(su, big, 2)
-    res["upscale_rlfn_x2_24mp_in_s"] = round(time.time() - t0, 1)
-    res["upscale_tile"] = su.tile
-    print("speed:", res, flush=True)
+    del x
+    from PIL import Image
+
+    for scale in (2, 4):
+        lr = np.asarray(Image.fromarray(big).resize((6000 // scale, 4000 // scale), Image.BICUBIC))
+        x = np.moveaxis(lr.astype(np.float32) / 255, 2, 0)
+        su = _session("upscale", scale=scale)
+        t0 = time.time()
+        upscale_encoded(su, x, scale)
+        res[f"upscale_rlfn_x{scale}_24mp_out_s"] = round(time.time() - t0, 1)
+        res[f"upscale_x{scale}_tile"] = su.tile
+        print("speed:", res, flush=True)
+        del x
     del big
     dng = REPO / "bench" / "out" / "gopro_hero6_24mp.dng"
-    if dng.exists():
+    if dng.exists() and not a.skip_raw:
         from pixelpipe.ai.tasks import rawdenoise
 
         out = Path(tempfile.mkdtemp()) / "rd.dng"
@@ -416,7 +528,7 @@ def section_speed(a) -> dict:
         rawdenoise.rawdenoise_file(dng, out)
         res["rawdenoise_demosaicnet_24mp_s"] = round(time.time() - t0, 1)
         shutil.rmtree(out.parent, ignore_errors=True)
-    res["loadavg_end"] = os.getloadavg()[0]
+    res["loadavg_end"] = round(os.getloadavg()[0], 2)
     print("speed:", res, flush=True)
     save("speed", res)
     return res
@@ -473,13 +585,26 @@ SECTIONS = {"ffdnet": section_ffdnet, "rlfn": section_rlfn, "tiled": section_til
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("sections", nargs="+", choices=[*SECTIONS, "all"])
+    ap.add_argument("sections", nargs="*", help=f"{', '.join(SECTIONS)} or all")
     ap.add_argument("--models", default=str(REPO / "build" / "models"), help="folder of .dtmodel packages")
     ap.add_argument("--subsample", type=int, default=0, help="NoC: every N-th image only")
+    ap.add_argument("--noc-method", action="append", choices=["classical", "grabcut"],
+                    help="NoC: only this method (repeatable; default both)")
     ap.add_argument("--skip-24mp", action="store_true", help="tiled: leave out the 24 MP untiled run (6 GB)")
+    ap.add_argument("--skip-raw", action="store_true", help="speed: leave out the 24 MP raw denoise")
+    ap.add_argument("--noc-data", help="NoC: read the sets from GrabCut.npz / Berkeley.npz in this folder")
+    ap.add_argument("--export-noc-data", metavar="DIR", help="write those .npz files to DIR and stop")
+    ap.add_argument("--workers", type=int, default=1, help="NoC: images in parallel processes")
     a = ap.parse_args(argv)
-    setup(Path(a.models))
+    if a.export_noc_data:
+        export_noc_data(Path(a.export_noc_data))
+        return 0
+    bad = [n for n in a.sections if n not in SECTIONS and n != "all"]
+    if bad or not a.sections:
+        ap.error(f"name sections among {', '.join(SECTIONS)}, all" + (f" (not {', '.join(bad)})" if bad else ""))
     names = list(SECTIONS) if "all" in a.sections else a.sections
+    if names != ["noc"]:  # the NoC needs no model (and, from --noc-data, nothing but numpy)
+        setup(Path(a.models))
     for n in names:
         t0 = time.time()
         SECTIONS[n](a)

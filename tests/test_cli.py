@@ -81,8 +81,17 @@ def test_bad_inputs_give_one_line(tmp_path, content, word):
 
 def test_missing_file_unsupported_cfa_and_gpr(tmp_path):
     one_clean_error(run("export", tmp_path / "nope.dng", tmp_path / "x.jpg"), "nope.dng")
-    one_clean_error(run("export", raw_file("canon_powershot_g1_cygm.crw"), tmp_path / "x.jpg"),
-                    "not supported yet")
+    # a 2x2 CFA without blue: the DNG is valid and LibRaw reads it, demosaic refuses it by name
+    import numpy as np
+
+    from pixelpipe.io.dng import write_cfa_dng
+
+    mosaic = np.random.default_rng(0).uniform(0, 4000, (64, 96)).astype(np.uint16)
+    no_blue = write_cfa_dng(tmp_path / "no_blue.dng", mosaic, np.array([[0, 1], [1, 0]]), 0, 4095, np.eye(3),
+                            (1, 1, 1))
+    r = run("export", no_blue, tmp_path / "x.jpg")
+    one_clean_error(r, "no_blue.dng", "not supported", "Bayer pattern")
+    assert not (tmp_path / "x.jpg").exists()
     one_clean_error(run("export", raw_file("gopro_hero7_black.gpr"), tmp_path / "x.jpg"), "unsupported format")
 
 
@@ -177,3 +186,33 @@ def test_sample_command_writes_a_dng_that_exports(tmp_path):
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "s.jpg") as im:
         assert im.size == (1200, 800)
+
+
+def test_chromatic_adaptation_choice(chart, tmp_path):
+    """--chromatic-adaptation legacy: as-shot white balance, no color calibration; the same as the
+    API's; a change of the choice makes an existing output out of date."""
+    import pixelpipe
+    from pixelpipe.errors import PixelpipeError
+
+    import tifffile
+
+    out = tmp_path / "ca.tif"
+    r = run("export", chart, out, "--width", "300", "--bpp", "16", "--no-server", "--chromatic-adaptation", "legacy")
+    assert r.returncode == 0, r.stderr
+    legacy = tifffile.imread(out).astype(np.float64) / 65535
+    photo = pixelpipe.open(chart, chromatic_adaptation="legacy")
+    assert photo.edit.find("channelmixerrgb") is None
+    assert photo.edit.find("temperature").params is None  # the module's default: as shot
+    api = photo.render(width=300)
+    assert api.shape == legacy.shape
+    assert np.abs(api - legacy).max() < 2e-3
+    modern_edit = pixelpipe.open(chart).edit  # the workflow's default is modern
+    assert modern_edit.find("channelmixerrgb").enabled
+    assert modern_edit.find("temperature").params.preset == "camera-reference"
+    r = run("export", chart, out, "--width", "300", "--bpp", "16", "--no-server", "--overwrite",
+            "--chromatic-adaptation", "modern")
+    assert r.returncode == 0, r.stderr
+    modern = tifffile.imread(out).astype(np.float64) / 65535
+    assert np.abs(modern - legacy).mean() > 2e-3  # re-rendered with the other adaptation
+    with pytest.raises(PixelpipeError, match="chromatic adaptation"):
+        pixelpipe.open(chart, chromatic_adaptation="bradford")

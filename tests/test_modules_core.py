@@ -150,10 +150,13 @@ def test_half_size_demosaic_averages_each_block():
     np.testing.assert_allclose(half[2], m[1::2, 1::2], atol=1e-6)
 
 
-def test_non_bayer_cfa_is_refused_clearly():
+def test_unknown_cfa_is_refused_clearly():
     img = raw_image(np.zeros((12, 12)))
-    img.cfa = CFA("xtrans", np.zeros((6, 6), int), "RGBG")
-    with pytest.raises(UnsupportedCFAError, match="xtrans.*not supported yet"):
+    img.cfa = CFA("quad", np.zeros((4, 4), int), "RGBG")
+    with pytest.raises(UnsupportedCFAError, match="not supported: quad colour filter arrays"):
+        run_module("demosaic", img, np.zeros((12, 12), np.float32))
+    img.cfa = CFA("xtrans", np.zeros((6, 6), int), "RGBG")  # an X-Trans pattern without R and B
+    with pytest.raises(UnsupportedCFAError, match="not supported: an X-Trans pattern"):
         run_module("demosaic", img, np.zeros((12, 12), np.float32))
 
 

@@ -274,3 +274,23 @@ def test_profile_facts():
     np.testing.assert_allclose(m.sum(axis=1), [0.9642, 1.0, 0.8249], atol=2e-4)
 
 
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("shape", [(3, 2, 2), (3, 37, 301), (3, 1, 5)])
+def test_planar_kernel_quantises_exactly_like_numpy(bits, shape):
+    """The Halide edge conversion (planar float -> interleaved integers) equals ``quantise``."""
+    from pixelpipe.engine.convert import fast_path, quantise_planar
+    from pixelpipe.io.writers import quantise
+
+    rng = np.random.default_rng(bits)
+    planar = rng.uniform(-0.2, 1.2, shape).astype(np.float32)
+    top = (1 << bits) - 1
+    planar.flat[:6] = [0.0, 1.0, 0.5 / top, 1.5 / top, 1.0 - 0.5 / top, 0.25]  # rounding boundaries
+    hwc = planar.transpose(1, 2, 0)
+    assert fast_path(np.ascontiguousarray(hwc)) is None  # not a view of a planar buffer
+    if min(shape[1:]) < 2:
+        assert fast_path(hwc) is None  # tiny images take NumPy's path
+        return
+    assert fast_path(hwc) is not None
+    np.testing.assert_array_equal(quantise_planar(planar, bits), quantise(hwc, bits))

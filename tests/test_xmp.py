@@ -19,6 +19,9 @@ from pixelpipe.io.xmp import (
 )
 from pixelpipe.pipe.order import PIXELPIPE_ONLY, IopOrder
 
+#: the notices of an order written for darktable: every pixelpipe-only module is dropped
+DROPPED = [f"dropped pixelpipe-only module {op}" for op in PIXELPIPE_ONLY]
+
 hyp = settings(max_examples=200, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -255,7 +258,7 @@ def _no_temp_files(folder):
 def test_write_builtin_writes_version_only(tmp_path):
     p = tmp_path / "IMG_1.NEF.xmp"
     notices = write_xmp_order(p, IopOrder.from_preset("v50"))
-    assert notices == ["dropped pixelpipe-only module neural_denoise"]
+    assert notices == DROPPED
     desc = ET.parse(p).getroot().find(".//{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description")
     assert desc.get(f"{{{NS_DARKTABLE}}}iop_order_version") == "4"
     assert desc.get(f"{{{NS_DARKTABLE}}}xmp_version") == "5"
@@ -278,12 +281,12 @@ def test_write_read_round_trip(tmp_path, make):
             order.add_instance("colorbalancergb")
     p = tmp_path / "x.tif.xmp"
     notices = write_xmp_order(p, order)
-    assert notices == ["dropped pixelpipe-only module neural_denoise"]
+    assert notices == DROPPED
     version, text = read_xmp_order(p)
     assert version == order.version()
     assert (text is not None) == (make != "jpg")
     if text:
-        assert "neural_denoise" not in text
+        assert not any(op in text for op in PIXELPIPE_ONLY)
     assert order_from_xmp(version, text) == order
 
 
@@ -362,4 +365,4 @@ def test_random_xmp_like_text_raises_only_sidecar_error(scratch, version, text, 
 
 def test_pixelpipe_only_modules_are_known():
     # guards the notices asserted above: if the anchors file changes, update them
-    assert set(PIXELPIPE_ONLY) == {"neural_denoise"}
+    assert set(PIXELPIPE_ONLY) == {"neural_denoise", "neural_upscale"}

@@ -21,10 +21,16 @@ from .pipe.pipeline import Pipe
 
 
 def load_edit(image: SourceImage, sidecar: str | os.PathLike | None = None, workflow: str | None = None,
-              order: str | None = None) -> Edit:
+              order: str | None = None, chromatic_adaptation: str | None = None) -> Edit:
     """The edit to apply: an explicit sidecar, else ``IMAGE.pixelpipe.json`` beside the
     image, else a new edit for the workflow. A darktable ``IMAGE.xmp`` beside the image
-    contributes its module order to a new edit (it is only read)."""
+    contributes its module order to a new edit (it is only read). ``chromatic_adaptation``
+    ("modern" or "legacy", None: the workflow's default) shapes a new edit only (see
+    :meth:`Edit.default_for`); a sidecar's edit is kept as it is."""
+    if chromatic_adaptation is not None:
+        from .pipe.history import chromatic_adaptation_for
+
+        chromatic_adaptation_for(workflow or "scene-referred-sigmoid", chromatic_adaptation)  # refuse a bad name
     if sidecar is not None:
         edit = Edit.load(sidecar)
     elif sidecar_path(image.path).exists():
@@ -38,7 +44,8 @@ def load_edit(image: SourceImage, sidecar: str | os.PathLike | None = None, work
             version, text = read_xmp_order(xmp)
             if version is not None or text is not None:
                 xmp_order = order_from_xmp(version, text)
-        edit = Edit.default_for(image, workflow or "scene-referred-sigmoid", xmp_order or order)
+        edit = Edit.default_for(image, workflow or "scene-referred-sigmoid", xmp_order or order,
+                                chromatic_adaptation)
         return edit
     if order is not None:
         edit.order = order_by_name(order)
@@ -93,24 +100,26 @@ class Photo:
 
 
 def open(path: str | os.PathLike, *, sidecar: str | os.PathLike | None = None, workflow: str | None = None,
-         order: str | None = None) -> Photo:  # noqa: A001 - the natural name for this API
-    """Decode ``path`` and attach its edit (sidecar, or defaults for ``workflow``)."""
+         order: str | None = None, chromatic_adaptation: str | None = None) -> Photo:  # noqa: A001
+    """Decode ``path`` and attach its edit (sidecar, or defaults for ``workflow`` with
+    ``chromatic_adaptation`` "modern" or "legacy", None: the workflow's own)."""
     from .io.decode import load
 
     image = load(path)
-    edit = load_edit(image, sidecar, workflow, order)
+    edit = load_edit(image, sidecar, workflow, order, chromatic_adaptation)
     return Photo(image, edit, list(edit.notices))
 
 
 def render(path: str | os.PathLike, width: int | None = None, height: int | None = None, **kw) -> np.ndarray:
     """Decode, process with the default (or sidecar) edit and return (H, W, 3) float32."""
     return open(path, sidecar=kw.pop("sidecar", None), workflow=kw.pop("workflow", None),
-                order=kw.pop("order", None)).render(width, height, **kw)
+                order=kw.pop("order", None),
+                chromatic_adaptation=kw.pop("chromatic_adaptation", None)).render(width, height, **kw)
 
 
 def export(input: str | os.PathLike, output: str | os.PathLike, *, sidecar=None, workflow=None, order=None,
-           **kw) -> Path:  # noqa: A002
-    photo = open(input, sidecar=sidecar, workflow=workflow, order=order)
+           chromatic_adaptation=None, **kw) -> Path:  # noqa: A002
+    photo = open(input, sidecar=sidecar, workflow=workflow, order=order, chromatic_adaptation=chromatic_adaptation)
     return photo.export(output, **kw)
 
 

@@ -27,6 +27,7 @@ def _export_request(a) -> dict:
     return {
         "inputs": list(a.inputs), "output": a.output, "cwd": os.getcwd(),
         "sidecar": a.sidecar, "workflow": a.workflow, "order": a.order, "style": a.style,
+        "chromatic_adaptation": a.chromatic_adaptation,
         "device": a.device, "overwrite": a.overwrite,
         "width": a.width, "height": a.height, "hq": a.hq, "bpp": a.bpp, "quality": a.quality,
         "format": a.format, "presets": a.preset or [], "preset_files": a.presets or [],
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--hq", action="store_true", help="high quality: process at full size, downscale at the end")
     e.add_argument("--workflow", choices=WORKFLOWS, default=None)
     e.add_argument("--order", help="legacy|v30|v30_jpg|v50|v50_jpg or a saved order preset")
+    e.add_argument("--chromatic-adaptation", choices=("modern", "legacy"), default=None,
+                   help="new edits: modern (camera-reference white balance + color calibration) or legacy "
+                        "(as-shot white balance, no color calibration); default: the workflow's")
     e.add_argument("--bpp", type=int, choices=(8, 16, 32), default=None, help="bits per sample (default 8)")
     e.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 (default 95)")
     e.add_argument("--format", choices=("jpg", "jpeg", "png", "tif", "tiff"), default=None,
@@ -245,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--include", action="append", metavar="GLOB", help="only files matching (name or path below the folder)")
     e.add_argument("--exclude", action="append", metavar="GLOB", help="leave out files matching")
     e.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
-    e.add_argument("--device", default="cpu", help="cpu|cuda|auto (metal|vulkan|opencl experimental)")
+    e.add_argument("--device", default=None,
+                   help="cpu|cuda|auto (metal|vulkan|opencl experimental); default cpu, or $PIXELPIPE_DEVICE; "
+                        "with --scheduler: auto (workers with a GPU use it)")
     e.add_argument("--style", help="apply a named style (several module presets)")
     e.add_argument("--overwrite", action="store_true", help="replace existing outputs that are not up to date")
     e.add_argument("-j", "--jobs", default=None, metavar="N|auto",

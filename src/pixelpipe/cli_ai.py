@@ -518,11 +518,15 @@ def _register_tasks(ai_sub) -> None:
     p.add_argument("--scale", type=int, choices=(2, 4), default=2)
     _task_common(p, tiff=True)
     p = _add(ai_sub, "rawdenoise", help="denoise raw mosaics with the active rawdenoise model (writes DNGs)",
-             description="Denoise each raw INPUT's mosaic (Bayer; X-Trans with an xtrans model) and write a "
-                         "CFA DNG (NAME_rawdenoised.dng) whose sidecar re-applies the source's edit with the "
-                         "classical denoisers off. " + common_help)
+             description="Denoise each raw INPUT with the active rawdenoise model and write a DNG "
+                         "(NAME_rawdenoised.dng): a CFA DNG for Bayer (and X-Trans with an xtrans variant), a "
+                         "LinearRaw DNG through a linear variant (X-Trans without an xtrans variant, linear "
+                         "raws). Its sidecar re-applies the source's edit with the classical denoisers off. "
+                         + common_help)
     p.add_argument("paths", nargs="+", metavar="INPUT… [OUTPUT]")
     p.add_argument("--strength", type=float, default=1.0, help="blend with the source 0..1 (default 1)")
+    p.add_argument("--no-level-correction", action="store_true",
+                   help="leave out the local level correction (the model's output as it is)")
     _task_common(p, tiff=False)
     p = _add(ai_sub, "mask", help="object mask from clicks: into a module's drawn mask, or a PNG",
              description="Segment the object under the clicks (full-size output pixels, as the exported "
@@ -595,7 +599,7 @@ def _task_files(args) -> int:
     elif cmd == "upscale":
         kw = dict(bpp=args.bpp)
     else:
-        kw = dict(strength=_float_arg(args.strength, "strength", 0, 1))
+        kw = dict(strength=_float_arg(args.strength, "strength", 0, 1), keep_levels=not args.no_level_correction)
     fmt = {"scale": args.scale} if cmd == "upscale" else {}
     jobs = common.plan_outputs(inputs, output, cmd, ".dng" if cmd == "rawdenoise" else ".tif", exts, **fmt)
     for src, _ in jobs:
@@ -666,7 +670,7 @@ def _task_preview(args, src, dst) -> int:
         from pixelpipe.ai.tasks.rawdenoise import rawdenoise_preview
 
         before, after = rawdenoise_preview(src, roi, strength=_float_arg(args.strength, "strength", 0, 1),
-                                           sidecar=args.sidecar)
+                                           sidecar=args.sidecar, keep_levels=not args.no_level_correction)
     common.write_preview(dst, common.side_by_side(before, after), overwrite=args.overwrite)
     if not args.quiet:
         _p(f"{src}: preview of {args.preview} (before | after) -> {dst}")

@@ -64,25 +64,63 @@ def test_local_cluster_jobs_matches_serial_and_goes_on_past_failures(tmp_path):
     assert (tmp_path / "serial.jpg").read_bytes() == (tmp_path / "par" / "img00.jpg").read_bytes()
 
 
-def test_local_cluster_ctrl_c(tmp_path):
+@pytest.mark.parametrize("to", ["group", "process"])
+def test_local_cluster_ctrl_c(tmp_path, to):
+    """A terminal's Ctrl-C (SIGINT to the process group: the workers get it too) and a SIGINT
+    to the command alone both stop the batch: exit 130, only whole outputs, no temporaries,
+    no worker process left behind."""
     stems = inputs(tmp_path / "in", 14)
     out = tmp_path / "out"
-    # as a terminal's Ctrl-C: SIGINT to the whole process group (the workers too)
     p = subprocess.Popen([sys.executable, "-m", "pixelpipe.cli", "export", str(tmp_path / "in"), str(out),
                           "--width", "400", "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=env(), start_new_session=True)
-    t0 = time.monotonic()
-    while not list(out.glob("*.jpg")) and time.monotonic() - t0 < 240 and p.poll() is None:
-        time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGINT)
-    stdout, stderr = p.communicate(timeout=120)
+    try:
+        t0 = time.monotonic()
+        while not list(out.glob("*.jpg")) and time.monotonic() - t0 < 240 and p.poll() is None:
+            time.sleep(0.05)
+        assert p.poll() is None, "the batch ended before it could be interrupted"
+        if to == "group":
+            os.killpg(p.pid, signal.SIGINT)
+        else:
+            p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
     done = sorted(out.glob("*.jpg"))
     assert 1 <= len(done) < len(stems)
     assert [q.name for q in out.iterdir() if q.name.startswith(".")] == []
     for f in done:
         with Image.open(f) as im:
             im.load()
+    # the worker processes went with the command (nothing of its session is left)
+    left = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getsid(int(d.name)) == p.pid:
+                    left.append(d.name)
+            except OSError:
+                pass
+    assert left == [] or _wait_gone(left), left
+
+
+def _wait_gone(pids: list[str], timeout: float = 60.0) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        alive = []
+        for q in pids:
+            try:
+                if Path(f"/proc/{q}/stat").read_text().split()[2] != "Z":
+                    alive.append(q)
+            except OSError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _free_port() -> int:
@@ -131,6 +169,7 @@ def test_scheduler_cluster_survives_a_killed_worker(tmp_path, cluster):
     addr, client, procs = cluster
     stems = inputs(tmp_path / "in", 10)
     out = tmp_path / "out"
+    traffic0 = io_bytes(procs["scheduler"].pid)
     p = subprocess.Popen([sys.executable, "-m", "pixelpipe.cli", "export", str(tmp_path / "in"), str(out),
                           "--width", "300", "--scheduler", addr], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=env())
@@ -153,3 +192,15 @@ def test_scheduler_cluster_survives_a_killed_worker(tmp_path, cluster):
     outputs_ok(out, stems, 300)
     assert procs["wa"].poll() is not None
     assert [w.get("name") for w in client.scheduler_info()["workers"].values()] == ["wb"]
+    # tasks carry paths, results are small: everything the scheduler read and wrote during the
+    # batch (tasks, results, heartbeats, the re-run; about 0.1 MB here) is less than the 8-bit
+    # pixels of the small outputs alone, let alone the raws (3.9 MB each) or decoded images
+    traffic = io_bytes(procs["scheduler"].pid) - traffic0
+    output_pixels = 10 * 300 * 200 * 3
+    assert traffic < output_pixels, (traffic, output_pixels)
+
+
+def io_bytes(pid: int) -> int:
+    """Bytes a process read and wrote through system calls (sockets and files), from /proc."""
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(io["rchar"]) + int(io["wchar"])

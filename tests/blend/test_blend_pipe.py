@@ -309,13 +309,7 @@ def test_every_shape_kind_renders_in_a_pipe_and_bad_blend_settings_are_refused(i
         BlendParams.from_dict({"colorspace": "rgb_scene", "mode": "screen"})
 
 
-ENGINE_1X1 = pytest.mark.xfail(
-    reason="engine: the AOT Python glue reads a (3, 1, 1) array as Fortran-ordered (it is both C- and "
-           "F-contiguous), so module kernels such as exposure refuse 1x1 images; the blend kernels pad around it",
-    strict=False)
-
-
-@pytest.mark.parametrize("h,w", [pytest.param(1, 1, marks=ENGINE_1X1), (2, 2), (1, 300), (300, 1)])
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 2), (1, 300), (300, 1)])
 def test_tiny_and_one_row_images(tmp_path, h, w):
     path = tmp_path / "tiny.tif"
     path.write_bytes(b"x")

@@ -59,6 +59,30 @@ def test_real_raw_reference_matches_libraw_daylight():
     np.testing.assert_allclose(colorin.reference_coefficients(img)[:3], np.asarray(img.wb_daylight)[:3], rtol=1e-3)
 
 
+def test_dng_matrix_of_another_illuminant_is_adapted_to_d65_as_darktable_does():
+    """The GoPro DNG's matrices are calibrated under tungsten and D50; darktable takes the D50 one
+    and multiplies it (camera side) by the Bradford adaptation D50 -> D65."""
+    from pixelpipe.io.decode import load
+
+    img = load(raw_file("gopro_hero6_black_gpr2dng.dng"))
+    assert img.calibration_illuminant == 23
+    ccs = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]
+    bradford = colour.adaptation.matrix_chromatic_adaptation_VonKries(
+        colour.xy_to_XYZ(ccs["D50"]), colour.xy_to_XYZ(ccs["D65"]), transform="Bradford")
+    cam_from_work = (bradford @ np.asarray(img.xyz_to_cam)) @ R2X
+    expected = np.linalg.inv(cam_from_work / cam_from_work.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(colorin.camera_matrix(img), expected, atol=1e-9)
+    # darktable 4.2.1's own matrix, fitted from its exports with colorin on and off (least
+    # squares over 0.5 M pixels, residual 5e-5; bench/compare_darktable_rawstage.py measures it)
+    darktable = np.array([[0.91433, 0.45844, -0.37277], [-0.13996, 1.51273, -0.37278], [-0.03858, -0.22408, 1.26267]])
+    np.testing.assert_allclose(colorin.camera_matrix(img), darktable, atol=5e-4)
+    # a D65 matrix is used as it is
+    d65 = load(raw_file("canon_550d_magiclantern_colorchart.dng"))
+    cam_from_work = np.asarray(d65.xyz_to_cam) @ R2X
+    np.testing.assert_allclose(colorin.camera_matrix(d65),
+                               np.linalg.inv(cam_from_work / cam_from_work.sum(axis=1, keepdims=True)), atol=1e-9)
+
+
 @pytest.mark.parametrize("profile", ["srgb", "display_p3", "adobe_rgb", "rec2020", "prophoto", "linear_srgb"])
 def test_colorin_then_colorout_round_trips(profile):
     """A file in ``profile`` read by colorin and written by colorout in the same profile is unchanged."""

@@ -182,6 +182,41 @@ def test_planar_opposed_uses_each_pixels_other_channels():
     np.testing.assert_allclose(out, want, rtol=2e-5, atol=2e-6)
 
 
+# ---------------------------------------------------------------- camera reference: the scene's white
+#: a camera matrix (camera -> XYZ) whose D65 white balance is far from COEFF (the as-shot one)
+CAM_TO_XYZ = np.array([[0.55, 0.30, 0.12], [0.25, 0.70, 0.05], [0.03, 0.12, 0.85]])
+
+
+@pytest.mark.parametrize("params", [NO_DETECT, HighlightsParams(mode="clip")], ids=["opposed", "clip"])
+def test_camera_reference_reconstructs_towards_the_as_shot_white(params):
+    """With the camera reference (D65) applied, the result is the as-shot reconstruction rescaled:
+    a blown area takes the as-shot white, which color calibration then maps to neutral."""
+    from pixelpipe.modules.highlights import scene_scale_rgb
+    from pixelpipe.modules.temperature import camera_reference
+
+    img, m_shot, col = scene()
+    img.cam_to_xyz = CAM_TO_XYZ
+    ref = camera_reference(img)[:3]
+    s = np.array(COEFF) / ref  # as shot / applied (both G = 1)
+    assert np.abs(s - 1).max() > 0.2  # the two whites differ a lot
+    np.testing.assert_allclose(scene_scale_rgb(img, ref), s, rtol=1e-12)
+    np.testing.assert_array_equal(scene_scale_rgb(img, COEFF), np.ones(3))  # as shot: its own white
+    np.testing.assert_array_equal(scene_scale_rgb(img, (1.7, 1.0, 1.3)), np.ones(3))  # a user white
+    m_ref = (img.data * ref.astype(np.float32)[col]).astype(np.float32)
+    shot, _ = run_module("highlights", img, m_shot, params=params, dsc=_dsc(img))
+    out, piece = run_module("highlights", img, m_ref, params=params,
+                            dsc=BufferDesc(1, img.cfa, "raw", processed_maximum=tuple(ref)))
+    np.testing.assert_allclose(out, shot / s[col], rtol=3e-5, atol=3e-6)
+    clipped = m_shot >= 0.987 * np.array(COEFF)[col]
+    assert clipped.sum() > 100
+    if params.mode == "opposed":  # photosites below the sensor's clip pass untouched
+        np.testing.assert_array_equal(out[~clipped & (m_ref >= 0)], m_ref[~clipped & (m_ref >= 0)])
+    else:  # the limit per colour is the as-shot white in the D65 balance
+        lim = min(COEFF) / s
+        np.testing.assert_allclose(piece.dsc_out.processed_maximum, lim, rtol=1e-6)
+        np.testing.assert_allclose(out, np.minimum(m_ref, lim[col].astype(np.float32)), rtol=1e-6)
+
+
 # ---------------------------------------------------------------- saturation below the white point
 def test_saturation_level_detection():
     smooth = rng.uniform(0, 0.95, 200000)
@@ -250,6 +285,31 @@ def test_gopro_clipped_sky_has_no_magenta_cast(gopro):
     assert light >= stats["clip"][3] - 1, stats  # reconstruction does not darken the sky
     # darktable's rule alone (clip level from the white point) leaves magenta speckles in this file
     assert stats["opposed_plain"][2] > magenta, stats
+
+
+def test_gopro_sky_keeps_its_colour_through_color_calibration(gopro):
+    """The clipped sky rendered with camera reference + color calibration (modern) has the colour
+    the as-shot white balance (legacy) gives it: not warmed to pink by the adaptation."""
+    from pixelpipe.io.icc import colour_module
+    from pixelpipe.pipe.history import Edit
+    from pixelpipe.pipe.pipeline import Pipe
+
+    colour = colour_module()
+    H, W = gopro.data.shape
+    outs = {}
+    for ca in ("modern", "legacy"):
+        edit = Edit.default_for(gopro, "scene-referred-sigmoid", chromatic_adaptation=ca)
+        assert (edit.find("channelmixerrgb") is not None) == (ca == "modern")
+        outs[ca] = Pipe(gopro, edit).render(width=W // 5).transpose(1, 2, 0)
+    labs = {k: colour.XYZ_to_Lab(colour.sRGB_to_XYZ(np.clip(v, 0, 1))) for k, v in outs.items()}
+    # the blown sky: bright in both renderings (top of the frame)
+    sky = (labs["legacy"][..., 0] > 88) & (labs["modern"][..., 0] > 88)
+    sky[sky.shape[0] // 2:] = False
+    assert sky.sum() > 2000
+    a = {k: v[sky][:, 1] for k, v in labs.items()}
+    pink = {k: float((v > 1.5).mean()) for k, v in a.items()}
+    assert pink["modern"] < pink["legacy"] + 0.03, pink  # no pink (modern was 26 %, legacy 2 %)
+    assert abs(a["modern"].mean() - a["legacy"].mean()) < 0.4, (a["modern"].mean(), a["legacy"].mean())
 
 
 # ---------------------------------------------------------------- robustness

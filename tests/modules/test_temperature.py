@@ -75,7 +75,20 @@ def test_camera_reference_makes_a_d65_grey_neutral_through_the_matrix():
     np.testing.assert_allclose(c[:3], cs.daylight_coefficients(XYZ_TO_CAM), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gopro_hero6_black_gpr2dng.dng", "canon_550d_magiclantern_colorchart.dng",
+#: darktable 4.2.1's camera reference for the GoPro DNG (its history with chromatic adaptation
+#: "modern"): its D50 matrix is adapted to D65 first, which LibRaw's daylight multipliers
+#: (2.13 / 1 / 1.47, the D50 matrix read as a D65 one) do not do
+DARKTABLE_GOPRO_REFERENCE = (2.15936, 1.0, 1.13509)
+
+
+def test_camera_reference_of_a_d50_dng_matrix_is_darktables():
+    from pixelpipe.io.decode import load
+
+    img = load(raw_file("gopro_hero6_black_gpr2dng.dng"))
+    np.testing.assert_allclose(camera_reference(img)[:3], DARKTABLE_GOPRO_REFERENCE, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["canon_550d_magiclantern_colorchart.dng",
                                   "canon_eos_d30.crw", "canon_powershot_g1_cygm.crw"])
 def test_camera_reference_agrees_with_libraw_daylight(name):
     from pixelpipe.io.decode import load

@@ -126,19 +126,37 @@ def _send(s: socket.socket, obj: dict) -> None:
     s.sendall((json.dumps(obj) + "\n").encode())
 
 
-def _lines(s: socket.socket):
-    buf = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            if buf.strip():
-                yield json.loads(buf)
-            return
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            if line.strip():
-                yield json.loads(line)
+class _Lines:
+    """JSON objects, one per line, read from a socket. The buffer lives in the object, not in a
+    generator frame: a KeyboardInterrupt raised while waiting in ``recv`` leaves the reader
+    usable (a generator would be finished by it and lose what it had buffered)."""
+
+    def __init__(self, s: socket.socket):
+        self.s, self.buf, self.eof = s, b"", False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        while True:
+            if b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                if line.strip():
+                    return json.loads(line)
+                continue
+            if self.eof:
+                if self.buf.strip():
+                    line, self.buf = self.buf, b""
+                    return json.loads(line)
+                raise StopIteration
+            chunk = self.s.recv(65536)
+            if not chunk:
+                self.eof = True
+            self.buf += chunk
+
+
+def _lines(s: socket.socket) -> _Lines:
+    return _Lines(s)
 
 
 def _ask(path: Path, op: str, timeout: float = 5.0) -> dict | None:
@@ -219,7 +237,8 @@ def _candidates() -> list[Path]:
 
 def server_status() -> dict[str, Any] | None:
     for p in [socket_path()] + [c for c in _candidates() if c != socket_path()]:
-        st = _ask(p, "status")
+        # patient: a worker busy compiling kernels may take seconds to get to a new connection
+        st = _ask(p, "status", timeout=30.0)
         if st is not None:
             st.pop("event", None)
             if p != socket_path():

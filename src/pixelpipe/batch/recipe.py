@@ -2,8 +2,9 @@
 
 The recipe digest covers the input file's content, the edit's sources (an
 explicit ``--sidecar``, else ``IMAGE.pixelpipe.json``, else the darktable
-``IMAGE.xmp`` beside it, plus workflow, module order and style, with the text
-of a user order preset or style where one is named), the output settings
+``IMAGE.xmp`` beside it and the user's module presets, which may be
+auto-applied; plus workflow, module order and style, with the text of a user
+order preset or the style's definition where one is named), the output settings
 (format, size, HQ, bit depth, quality) and pixelpipe's version. It is written
 into the output itself (JPEG comment, PNG text chunk, TIFF ImageDescription,
 as ``pixelpipe:recipe: <hex>``), so the record travels with the file and
@@ -52,18 +53,24 @@ def _maybe_digest(path: Path) -> str | None:
 
 
 def edit_sources(image_path: str, *, sidecar_doc: Any = None, workflow: str | None = None,
-                 order: str | None = None, style: str | None = None) -> dict[str, Any]:
+                 order: str | None = None, style: str | None = None,
+                 chromatic_adaptation: str | None = None) -> dict[str, Any]:
     """What decides the edit of ``image_path`` (see the module docstring)."""
     from ..pipe.history import sidecar_path
 
     src: dict[str, Any] = {"workflow": workflow, "order": order, "style": style}
+    if chromatic_adaptation:
+        src["chromatic_adaptation"] = chromatic_adaptation
     if sidecar_doc is not None:
         src["sidecar"] = hashlib.sha256(json.dumps(sidecar_doc, sort_keys=True).encode()).hexdigest()
     else:
         side = sidecar_path(image_path)
         src["sidecar"] = _maybe_digest(side)
         if src["sidecar"] is None:
+            from .. import userdirs
+
             src["xmp"] = _maybe_digest(Path(str(image_path) + ".xmp"))
+            src["user_presets"] = _folder_listing(userdirs.config_dir() / "presets")
     if order:
         from .. import userdirs
 
@@ -74,19 +81,36 @@ def edit_sources(image_path: str, *, sidecar_doc: Any = None, workflow: str | No
 
 
 def _style_fingerprint(name: str) -> str | None:
-    """The style's definition, where pixelpipe.presets can describe it."""
+    """The style's definition (pixelpipe.presets), so editing a style makes its outputs stale."""
     try:
-        from .. import presets  # noqa: PLC0415 - optional: the tone developer's module
+        import dataclasses
+
+        from ..presets import get_style
     except ImportError:
         return None
-    for fn in ("style_fingerprint", "style_digest"):
-        f = getattr(presets, fn, None)
-        if callable(f):
+    try:
+        st = get_style(name)
+    except Exception:  # noqa: BLE001 - the export itself reports a bad style
+        return None
+    doc = dataclasses.asdict(st) if dataclasses.is_dataclass(st) else repr(st)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _folder_listing(d: Path) -> str | None:
+    """Names, sizes and mtimes under ``d`` (the user's module presets: auto-applied ones change
+    the default edit)."""
+    if not d.is_dir():
+        return None
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(d):
+        dirs.sort()
+        for f in sorted(files):
             try:
-                return str(f(name))
-            except Exception:  # noqa: BLE001 - the export reports a bad style itself
-                return None
-    return None
+                st = os.stat(os.path.join(root, f))
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(os.path.join(root, f), d)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def recipe_digest(input_digest: str, sources: dict[str, Any], settings: dict[str, Any]) -> str:

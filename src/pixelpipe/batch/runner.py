@@ -12,7 +12,9 @@ and ``pixelpipe serve`` forwards them over its socket. Engines:
   of N single-threaded worker processes, each keeping its kernels warm;
 * ``--scheduler tcp://HOST:8786``: an existing Dask cluster. Workers must see
   the input and output paths (a shared file system) and have pixelpipe
-  installed; ``--device auto`` lets each worker use its GPU.
+  installed. Without ``--device`` each worker uses its GPU where it has one
+  (``auto``); on a host with several GPUs the worker processes are spread
+  over them (see ``worker``).
 
 Tasks carry paths, the sidecar's JSON and the settings; results are small
 dicts: pixels never pass through the scheduler. A worker that dies
@@ -20,6 +22,12 @@ mid-file (killed, out of memory) has its task re-run by the scheduler on
 another worker; outputs are renamed into place only when complete, so each
 output appears once, whole. No lock is taken anywhere: outputs are
 independent files and the up-to-date record lives inside each output.
+
+Ctrl-C (SIGINT to the command, or to its whole process group: the embedded
+cluster's workers ignore it, see ``dask_setup``) cancels what has not
+started; files already being processed may still be completed, whole, before
+the workers stop; what a stopped writer left is removed, the summary says
+"interrupted" and the exit code is 130.
 """
 from __future__ import annotations
 
@@ -85,13 +93,23 @@ def plan_export(req: dict) -> Plan:
     settings = {
         "cwd": cwd, "now": dt.datetime.now().isoformat(), "overwrite": bool(req.get("overwrite")),
         "workflow": req.get("workflow"), "order": req.get("order"), "style": req.get("style"),
-        "device": req.get("device") or "cpu", "sidecar": req.get("sidecar"), "sidecar_doc": sidecar_doc,
+        "chromatic_adaptation": req.get("chromatic_adaptation"),
+        "device": _device(req), "sidecar": req.get("sidecar"), "sidecar_doc": sidecar_doc,
         "sidecar_display": req.get("sidecar"), "debug": bool(req.get("debug")),
         "presets": [asdict(p) for p in presets],
     }
     plan = Plan(mode, jobs, settings, notices)
     _check_collisions(plan)
     return plan
+
+
+def _device(req: dict) -> str | None:
+    """The command's --device; without one, workers of a Dask cluster use their GPU where they
+    have one ("auto", decided by each worker), and local processes follow PIXELPIPE_DEVICE or
+    run on the CPU (None)."""
+    if req.get("device"):
+        return str(req["device"])
+    return "auto" if req.get("scheduler") else None
 
 
 def _check_collisions(plan: Plan) -> None:
@@ -165,7 +183,7 @@ class DaskEngine:
                    "PIXELPIPE_NO_SERVER": "1"}
             self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, silence_logs=logging.ERROR,
-                                        host="127.0.0.1", env=env)
+                                        host="127.0.0.1", env=env, preload=["pixelpipe.batch.dask_setup"])
             self.client = Client(self.cluster)
             self.description = f"{n_workers} local worker processes"
 
@@ -201,6 +219,7 @@ class DaskEngine:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         complete = True
+        reported: set[str] = set()
         try:
             for f in as_completed(futures):
                 if cancel.is_set():
@@ -214,13 +233,39 @@ class DaskEngine:
                         complete = False
                         continue
                     res = _failed_result(job, plan, e)
+                reported.add(f.key)
                 on_result(res)
         except KeyboardInterrupt:
+            self.client.cancel([f for f in futures if f.status == "pending"])
+            self._report_finished(futures, reported, on_result)
             self.client.cancel(futures)
             raise
         finally:
             stop.set()
+        if cancel.is_set():
+            self._report_finished(futures, reported, on_result)
         return complete and not cancel.is_set()
+
+    @staticmethod
+    def _report_finished(futures, reported: set, on_result, budget: float = 5.0) -> None:
+        """After an interruption: report the files that were done but not yet reported, so the
+        summary counts what is on disk (a few seconds at most; a second Ctrl-C skips it)."""
+        t0 = time.monotonic()
+        try:
+            for f in futures:
+                if f.key in reported or f.status != "finished":
+                    continue
+                left = budget - (time.monotonic() - t0)
+                if left <= 0:
+                    return
+                try:
+                    res = f.result(timeout=left)
+                except Exception:  # noqa: BLE001 - not reachable any more: leave it out
+                    continue
+                reported.add(f.key)
+                on_result(res)
+        except KeyboardInterrupt:
+            return
 
 
 def _failed_result(job: dict, plan: Plan, e: BaseException) -> dict:

@@ -45,6 +45,7 @@ class Server:
         self.engines: dict[int, object] = {}
         self.engine_lock = threading.Lock()
         self.sock: socket.socket | None = None
+        self.ready = False  # the warm-up export is done and the --jobs cluster is up
 
     # ------------------------------------------------------------------ engines
     def engine_for(self, n: int):
@@ -83,6 +84,8 @@ class Server:
 
     def serve(self) -> None:
         assert self.sock is not None
+        with self.lock:  # idle time counts from when commands can reach it, not from start-up
+            self.last_activity = time.monotonic()
         while not self.stopping.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -138,7 +141,7 @@ class Server:
                 self._send(conn, {"event": "status", "pid": os.getpid(), "socket": str(self.path),
                                   "uptime_s": round(time.time() - self.started, 1), "requests": self.requests,
                                   "files": self.files, "active": self.active - 1,
-                                  "idle_timeout_s": self.idle_timeout,
+                                  "idle_timeout_s": self.idle_timeout, "ready": "yes" if self.ready else "no",
                                   "local_workers": ",".join(str(n) for n in self.engines) or "none"})
             elif op == "stop":
                 self._send(conn, {"event": "stopping", "pid": os.getpid()})
@@ -224,16 +227,22 @@ def serve_forever(*, idle_timeout: float = 900.0, jobs: str | None = None, warm:
 
     def prepare():
         t0 = time.perf_counter()
-        if warm:
+        try:
             from .worker import warm_up
 
-            warm_up()
-        if jobs:
-            from .runner import _jobs_count
+            if warm:
+                warm_up()
+            if jobs:
+                from .runner import _jobs_count
 
-            n = _jobs_count(jobs)
-            if n > 1:
-                srv.engine_for(n)
+                n = _jobs_count(jobs)
+                if n > 1:
+                    engine = srv.engine_for(n)
+                    if warm:  # each worker process loads the kernels too
+                        engine.client.run(warm_up)
+        except Exception as e:  # noqa: BLE001 - the first command reports what is wrong
+            print(f"pixelpipe serve: preparing failed: {e.__class__.__name__}: {e}", file=sys.stderr, flush=True)
+        srv.ready = True
         print(f"pixelpipe serve: ready ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
 
     threading.Thread(target=prepare, daemon=True).start()

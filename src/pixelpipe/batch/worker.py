@@ -98,7 +98,8 @@ def _load_edit(image, job: dict, settings: dict):
         if settings.get("order"):
             edit.order = order_by_name(settings["order"])
     else:
-        edit = load_edit(image, None, settings.get("workflow"), settings.get("order"))
+        edit = load_edit(image, None, settings.get("workflow"), settings.get("order"),
+                         settings.get("chromatic_adaptation"))
     style = settings.get("style")
     if style:
         try:
@@ -132,7 +133,8 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
             digest = None  # the decoder reports what is wrong with the file
         sources = edit_sources(job["path"], sidecar_doc=settings.get("sidecar_doc"),
                                workflow=settings.get("workflow"), order=settings.get("order"),
-                               style=settings.get("style"))
+                               style=settings.get("style"),
+                               chromatic_adaptation=settings.get("chromatic_adaptation"))
         recipes = [recipe_digest(digest or "", sources, p.recipe()) for p in presets]
         todo: list[int] = []
         # 1. outputs whose names need no image: decide before decoding
@@ -149,6 +151,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
         image = edit = None
         pipes: dict[bool, Any] = {}
         if todo:
+            spread_gpus(settings.get("device"))
             from ..io.decode import load
 
             image = load(job["path"])
@@ -164,7 +167,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
                 if pipe is None:
                     from ..pipe.pipeline import Pipe
 
-                    pipe = pipes[p.hq] = Pipe(image, edit, "export", hq=p.hq, device=settings.get("device") or "cpu")
+                    pipe = pipes[p.hq] = Pipe(image, edit, "export", hq=p.hq, device=settings.get("device"))
                 if outs[k] is None:  # the name needs EXIF or sizes
                     ctx = _context(job, settings)
                     ctx.exif = dict(image.exif)
@@ -225,6 +228,67 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
     result["outputs"] = per_out
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+_gpu_chosen = False
+
+
+def spread_gpus(device: str | None) -> None:
+    """Give each Dask worker process of a host with several GPUs one of them.
+
+    Halide puts every process on the last GPU unless ``HL_GPU_DEVICE`` says otherwise, so
+    eight workers on an eight-GPU host would share one. Once per process, before its first GPU
+    kernel: a worker that will use CUDA and sees several devices takes GPU (its number, or a
+    digest of its name) modulo the count. An ``HL_GPU_DEVICE`` or ``CUDA_VISIBLE_DEVICES``
+    set for the worker (dask-cuda does this) is left as it is.
+    """
+    global _gpu_chosen
+    if _gpu_chosen:
+        return
+    _gpu_chosen = True
+    if "HL_GPU_DEVICE" in os.environ:
+        return
+    want = (device or os.environ.get("PIXELPIPE_DEVICE") or "cpu").lower()
+    if want not in ("auto", "cuda"):
+        return
+    slot = _worker_slot()
+    if slot is None:
+        return
+    n = cuda_device_count()
+    if n > 1:
+        os.environ["HL_GPU_DEVICE"] = str(slot % n)
+
+
+def _worker_slot() -> int | None:
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return None  # not in a Dask worker
+    if isinstance(name, int) or str(name).isdigit():
+        return int(name)
+    import zlib
+
+    return zlib.crc32(str(name).encode())
+
+
+def cuda_device_count() -> int:
+    """GPUs the CUDA driver shows this process (0 without a driver)."""
+    import ctypes
+
+    for lib_name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            lib = ctypes.CDLL(lib_name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            if lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0:
+                return count.value
+        except Exception:  # noqa: BLE001 - any driver oddity: no GPU
+            return 0
+    return 0
 
 
 def _write(path: str, planar, preset: OutputPreset, pipe, image, recipe: str, overwrite: bool) -> None:

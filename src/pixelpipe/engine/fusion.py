@@ -14,11 +14,12 @@ to the region its predecessor produced, exactly as when it runs alone.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
 from . import halide_ops as ho
-from .kernels import f32, get_kernel, source_tag_of
+from .kernels import degenerate, f32, get_kernel, source_tag_of, widen
 
 
 def chain_variant(chain) -> str:
@@ -41,11 +42,13 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
     args = [src]
     params_all = []
     stage_outputs = []
+    inner_stages = []  # a staged module's per-pixel Funcs
     for k, (m, p) in enumerate(chain):
         builtins = {n: hl.Param(hl.Int(32), f"m{k}_{n}") for n in ho.BUILTINS}
         params = ho.declare_inputs(m.inputs, prefix=f"m{k}_", builtins=builtins)
         f = m.algorithm(f, params, p)
         stage_outputs.append(f)
+        inner_stages.append(list(getattr(m, "_stages", [])) if getattr(m, "staged", False) else [])
         args += [params[i.name] for i in m.inputs] + [builtins[n] for n in ho.BUILTINS]
         params_all.append(params)
     last_m, last_p = chain[-1]
@@ -59,27 +62,62 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
         else:
             _schedule_fused_cpu(f, [g for g in stage_outputs if g is not f])
     else:
-        _schedule_gpu(f, [(g, m) for g, (m, _) in zip(stage_outputs, chain) if g is not f])
+        _schedule_gpu(f, stage_outputs, chain, inner_stages)
     return f, args
 
 
-def _schedule_gpu(final, intermediates) -> None:
-    """GPU schedule: point-wise stages inline into their consumer (no memory traffic);
-    neighbourhood stages are computed whole on the device (one kernel each); every
-    kernel works in 32x8 thread blocks with the three channels of a pixel per thread."""
-    hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
-    for g, m in intermediates:
-        if not m.pointwise:
-            _gpu_tile(g.compute_root())
-    _gpu_tile(final)
+def _schedule_gpu(final, outputs, chain, inner) -> None:
+    """``schedule_gpu`` for a chain: ``outputs[k]`` is the Func of ``chain[k]`` (module, piece),
+    ``inner[k]`` its per-pixel stages."""
+    groups, pending = [], []
+    for k, (g, mp) in enumerate(zip(outputs, chain)):
+        pending += inner[k]
+        if g is final:
+            break
+        nxt = chain[k + 1] if k + 1 < len(chain) else None
+        if not _gpu_pointwise(*mp) or (nxt is not None and not _gpu_pointwise(*nxt)):
+            groups.append((g, pending))  # a neighbourhood stage, or the input of one: a kernel
+            pending = []
+        else:
+            pending.append(g)
+    schedule_gpu(final, pending, groups)
 
 
-def _gpu_tile(f) -> None:
+def _gpu_pointwise(m, piece) -> bool:
+    return bool(m.pointwise_for(piece) or getattr(m, "staged", False))
+
+
+def schedule_gpu(final, stages, roots=(), root_channels: int | None = 3) -> None:
+    """GPU schedule: ``final`` and each Func of ``roots`` ((Func, its stages) pairs) is one
+    kernel in 32x8 thread blocks, a pixel's channels per thread. The per-pixel Funcs
+    listed with a kernel are computed per thread, in registers, inside it (inlined,
+    steps that read all three channels of the previous one would recompute it three
+    times per step); other Funcs (a neighbourhood stage's helpers) are inlined."""
+    for f, inner in list(roots) + [(final, stages)]:
+        if f is not final:
+            f.compute_root()
+        xi = _gpu_tile(f, 3 if f is final else root_channels)
+        for g in inner:
+            g.compute_at(f, xi)
+            if g.dimensions() == 3:
+                g.reorder(ho.c, ho.x, ho.y).bound(ho.c, 0, 3).unroll(ho.c)
+
+
+#: GPU thread-block shape (x, y); PIXELPIPE_GPU_BLOCK=WxH overrides it (for tuning)
+_GPU_BLOCK = tuple(int(v) for v in os.environ.get("PIXELPIPE_GPU_BLOCK", "32x8").split("x"))
+
+
+def _gpu_tile(f, channels: int | None = 3):
+    """32x8 thread blocks over (x, y); a third dimension (``channels`` long, unrolled; any
+    length, looped, when None) is computed by each thread."""
     hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
     xo, yo, xi, yi = hl.Var("gxo"), hl.Var("gyo"), hl.Var("gxi"), hl.Var("gyi")
     if f.dimensions() == 3:
-        f.reorder(c, x, y).bound(c, 0, 3).unroll(c)
-    f.gpu_tile(x, y, xo, yo, xi, yi, 32, 8, ho.GUARD)
+        f.reorder(c, x, y)
+        if channels is not None:
+            f.bound(c, 0, channels).unroll(c)
+    f.gpu_tile(x, y, xo, yo, xi, yi, *_GPU_BLOCK, ho.GUARD)
+    return xi
 
 
 def _schedule_fused_cpu(final, intermediates) -> None:
@@ -102,7 +140,7 @@ def _schedule_fused_cpu(final, intermediates) -> None:
 
 def fused_kernel(chain, device: str = "cpu"):
     """A kernel ``k(input, *per_module(args..., in_w, in_h, dx, dy), out)`` for ``chain``."""
-    variant = chain_variant(chain)
+    variant = chain_variant(chain) + (f"|block{_GPU_BLOCK}" if device != "cpu" else "")
     name = "fused_" + hashlib.sha1(variant.encode()).hexdigest()[:12]
     return get_kernel(name, lambda: build_chain(chain, device), variant=variant, device=device,
                       source_tag=source_tag_of(*[type(m) for m, _ in chain]))
@@ -120,6 +158,13 @@ def chain_args(chain, rois) -> list:
 
 
 def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu") -> np.ndarray:
+    last_m, last_p = chain[-1]
+    if degenerate(inp.shape) or degenerate(last_m.output_shape(last_p, rois[-1][1])):
+        def at_least_2(r):
+            return r.with_(width=max(2, r.width), height=max(2, r.height))
+        wide = [(at_least_2(a), at_least_2(b)) for a, b in rois]
+        out = run_fused(chain, widen(inp), wide, device)
+        return np.ascontiguousarray(out[..., :rois[-1][1].height, :rois[-1][1].width])
     args = [f32(inp)] + chain_args(chain, rois)
     last_m, last_p = chain[-1]
     out = np.empty(last_m.output_shape(last_p, rois[-1][1]), np.float32)

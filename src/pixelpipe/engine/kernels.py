@@ -15,6 +15,7 @@ Compilation paths, first that works:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -86,14 +87,31 @@ def _key(name: str, variant: str, device: str, source_tag: str) -> str:
     return f"{name}-{h.hexdigest()[:20]}"
 
 
+@functools.lru_cache(maxsize=None)
+def file_digest(path: str) -> bytes:
+    """SHA-256 of a source file, read once per process: the key must describe the code this
+    process imported, not a later edit of the file (see ``remember_sources``)."""
+    return hashlib.sha256(Path(path).read_bytes()).digest()
+
+
+def remember_sources(prefixes=("pixelpipe.modules.", "pixelpipe.engine.")) -> None:
+    """Digest the source of every imported kernel-defining module now (called right after the
+    modules are imported), so a file edited while this process runs cannot lend its new hash
+    to a kernel built from the old code."""
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if path and name.startswith(prefixes):
+            file_digest(path)
+
+
 def source_tag_of(*objs) -> str:
     """Hash of the Python source files that define a kernel (module + engine helpers)."""
     h = hashlib.sha256()
     # the shared schedule helpers shape every kernel too
-    h.update((Path(__file__).parent / "halide_ops.py").read_bytes())
+    h.update(file_digest(str(Path(__file__).parent / "halide_ops.py")))
     for o in objs:
         path = getattr(o, "__file__", None) or sys.modules[o.__module__].__file__
-        h.update(Path(path).read_bytes())
+        h.update(file_digest(str(path)))
     return h.hexdigest()[:16]
 
 
@@ -177,6 +195,23 @@ def get_kernel(name: str, builder: Builder, *, variant: str = "", device: str = 
         k = Kernel(name, fn, src)
         _memory[key] = k
         return k
+
+
+def degenerate(shape) -> bool:
+    """True for a multi-axis shape with at most one axis longer than 1 ((3, 1, 1), (1, W), (H, 1)).
+
+    Halide's Python-extension glue reads such an array (C- and Fortran-contiguous
+    at once) in Fortran order, which swaps its axes; callers widen the image to
+    2x2 (:func:`widen`) and crop the result.
+    """
+    return len(shape) > 1 and sum(n > 1 for n in shape) <= 1
+
+
+def widen(a: np.ndarray) -> np.ndarray:
+    """``a`` with its last two axes edge-padded to at least 2 (the same values a clamped read sees)."""
+    h, w = a.shape[-2:]
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, max(0, 2 - h)), (0, max(0, 2 - w))]
+    return np.pad(a, pad, mode="edge")
 
 
 def f32(a: np.ndarray) -> np.ndarray:

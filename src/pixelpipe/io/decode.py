@@ -462,6 +462,10 @@ def _load_raw(p: Path, probe: _TiffProbe | None) -> SourceImage:
                 pattern = np.arange(nch, dtype=np.uint8).reshape(1, nch)
             black = tuple(float(b) for b in r.black_level_per_channel)
             white = float(r.white_level)
+            if raw_type != rawpy.RawType.Flat and probe is not None and probe.ok \
+                    and probe.tags.get("WhiteLevel") is not None:
+                # LibRaw reports WhiteLevel - black for LinearRaw DNGs; the tag is the raw value
+                white = float(np.max(np.asarray(probe.tags["WhiteLevel"], dtype=np.float64)))
             cam_wb = list(r.camera_whitebalance)
             day_wb = list(r.daylight_whitebalance)
             xyz_cam = np.array(r.rgb_xyz_matrix, dtype=np.float64)

@@ -24,6 +24,9 @@ def registry() -> dict[str, type[Module]]:
             if isinstance(obj, type) and issubclass(obj, Module) and obj is not Module and obj.op \
                     and obj.__module__ == mod.__name__:
                 found[obj.op] = obj
+    from ..engine.kernels import remember_sources
+
+    remember_sources()
     return found
 
 

@@ -18,14 +18,21 @@ whole buffer, each in parallel strips with its own helpers per strip.
 """
 from __future__ import annotations
 
+import contextvars
+import math
+
 import halide as hl
 
 from ..engine.halide_ops import GUARD, VEC, c, x, y
 
 yo, yi = hl.Var("yo"), hl.Var("yi")
 
-EPS = 1e-5     # RCD's division guard (data in [0, 1])
-EPSSQ = 1e-10  # RCD's guard of the squared high-pass statistics
+#: set while a kernel is built for a GPU: every stage becomes its own GPU kernel ("roots"),
+#: or nothing is scheduled ("none": the caller applies an autoscheduler)
+GPU = contextvars.ContextVar("demosaic_gpu", default="")
+
+EPS = hl.f32(1e-5)     # RCD's division guard (data in [0, 1])
+EPSSQ = hl.f32(1e-10)  # RCD's guard of the squared high-pass statistics
 
 
 def bayer_io():
@@ -49,6 +56,12 @@ def strips(out: hl.Func, rows: int, stages, planar: bool = True, sliding: bool =
     in a circular buffer of the rows still needed (Halide's sliding window), so a
     strip's halo is the only recomputation.
     """
+    if GPU.get():
+        if GPU.get() == "roots":
+            from ..engine.fusion import schedule_gpu
+
+            schedule_gpu(out, [], [(f, []) for f in stages], root_channels=None)
+        return
     import os
     sliding = sliding or os.environ.get("DM_SLIDE") == "1"
     rows = int(os.environ.get("DM_ROWS", rows))
@@ -184,23 +197,38 @@ def build_ppg():
 
 # --------------------------------------------------------------------------- RCD
 
-def build_rcd():
-    """Ratio Corrected Demosaicing (Luis Sanz Rodríguez, release 2.2/2.3), darktable's default.
+#: RCD's refinement (step 5, ours): window radius of the channel-correlation gate and its exponent
+RCD_REFINE = dict(radius=2, power=2)
+
+
+def build_rcd(refine: bool = True):
+    """Ratio Corrected Demosaicing (Luis Sanz Rodríguez, release 2.2/2.3, darktable's default)
+    followed by a correlation-gated colour-difference refinement of the green.
 
     1. Vertical/horizontal discrimination: the squared high-pass
        ``(c[-3]-c[-1]-c[+1]+c[+3]) - 3 (c[-2]+c[+2]) + 6 c[0]`` (blind to the CFA's
        colour modulation) summed over 3 pixels along each axis gives V and H;
-       ``VH = V / (V + H)``.
+       ``VH = V / (V + H)``; VH_disc is the centre's VH or the mean of its four
+       diagonal neighbours', whichever is further from 0.5.
     2. A 3x3 binomial low-pass of the mosaic (a luminance estimate).
     3. Green at R/B: for each of N, S, W, E the neighbouring green times the
-       low-pass ratio ``2 lpf(0) / (lpf(0) + lpf(2 px away))``, weighted by the
-       inverse of 4-term directional gradients, then blended as
-       ``VH_disc * H + (1 - VH_disc) * V``, where VH_disc is the centre's VH or the
-       mean of its four diagonal neighbours', whichever is further from 0.5.
+       low-pass ratio ``2 lpf(0) / (lpf(0) + lpf(2 px away))``; the two estimates of
+       an axis are weighted by the inverse of their 4-term gradients, the axes
+       blended as ``VH_disc * H + (1 - VH_disc) * V``.
     4. B/R at R/B from diagonal colour differences (the same scheme with P/Q
        diagonal statistics), then R and B at G from cardinal colour differences
        with the VH blend.
+    5. Refinement (not in the published algorithm): RCD's ratio-corrected
+       green is smooth across fine detail (the low-pass ratio damps the high
+       frequencies that the centre sample carries). Green at R/B is re-estimated
+       as the site's own sample plus its four neighbours' colour differences
+       (G - C from steps 3-4), with step 3's gradient weights and VH blend. It
+       replaces RCD's green in proportion ``max(rho, 0)^2``, ``rho`` the 5x5
+       correlation of the Laplacians of the green and of the site's chroma
+       (colour differences are only trusted where the channels move together),
+       and step 4 is run again on the new green.
     Input is clipped at 0 (ratios), outputs are >= 0, as darktable does.
+    Support radius 18 px (steps 1-4: 10, step 5: 3 + the second step 4).
     """
     raw, pat = bayer_io()
     m = hl.BoundaryConditions.mirror_interior(raw)
@@ -208,94 +236,159 @@ def build_rcd():
     cfa[x, y] = hl.max(m[x, y], 0.0)
     C = lambda dx, dy: hl.Expr(cfa[x + dx, y + dy])  # noqa: E731
     here = colour(pat, x, y)
+    stages = [cfa]
 
-    hpv, hph = hl.Func("rcd_hpf_v"), hl.Func("rcd_hpf_h")
+    def func(name):
+        f = hl.Func(name)
+        stages.append(f)
+        return f
+
+    # step 1: vertical / horizontal discrimination
+    hpv, hph = func("rcd_hpf_v"), func("rcd_hpf_h")
     hpv[x, y] = _sq((C(0, -3) - C(0, -1) - C(0, 1) + C(0, 3)) - 3 * (C(0, -2) + C(0, 2)) + 6 * C(0, 0))
     hph[x, y] = _sq((C(-3, 0) - C(-1, 0) - C(1, 0) + C(3, 0)) - 3 * (C(-2, 0) + C(2, 0)) + 6 * C(0, 0))
-    vh = hl.Func("rcd_vh")
+    vh = func("rcd_vh")
     vs = hl.max(EPSSQ, hpv[x, y - 1] + hpv[x, y] + hpv[x, y + 1])
     hs = hl.max(EPSSQ, hph[x - 1, y] + hph[x, y] + hph[x + 1, y])
     vh[x, y] = vs / (vs + hs)
-
-    lpf = hl.Func("rcd_lpf")
-    lpf[x, y] = 0.25 * C(0, 0) + 0.125 * (C(0, -1) + C(0, 1) + C(-1, 0) + C(1, 0)) \
-        + 0.0625 * (C(-1, -1) + C(1, -1) + C(-1, 1) + C(1, 1))
-    L = lambda dx, dy: hl.Expr(lpf[x + dx, y + dy])  # noqa: E731
 
     def disc(f):
         centre = f[x, y]
         nb = 0.25 * (f[x - 1, y - 1] + f[x + 1, y - 1] + f[x - 1, y + 1] + f[x + 1, y + 1])
         return hl.select(hl.abs(0.5 - centre) < hl.abs(0.5 - nb), nb, centre)
 
-    vh_disc = hl.Func("rcd_vh_disc")
+    vh_disc = func("rcd_vh_disc")
     vh_disc[x, y] = disc(vh)
+    d = vh_disc[x, y]
 
+    # step 2: low-pass
+    lpf = func("rcd_lpf")
+    lpf[x, y] = 0.25 * C(0, 0) + 0.125 * (C(0, -1) + C(0, 1) + C(-1, 0) + C(1, 0)) \
+        + 0.0625 * (C(-1, -1) + C(1, -1) + C(-1, 1) + C(1, 1))
+    L = lambda dx, dy: hl.Expr(lpf[x + dx, y + dy])  # noqa: E731
+
+    # step 3: green at R/B; cardinal gradients (0 N, 1 S, 2 W, 3 E), shared with step 5
+    grad = func("rcd_grad")
     n_g = EPS + hl.abs(C(0, -1) - C(0, 1)) + hl.abs(C(0, 0) - C(0, -2)) + hl.abs(C(0, -1) - C(0, -3)) + hl.abs(C(0, -2) - C(0, -4))
     s_g = EPS + hl.abs(C(0, 1) - C(0, -1)) + hl.abs(C(0, 0) - C(0, 2)) + hl.abs(C(0, 1) - C(0, 3)) + hl.abs(C(0, 2) - C(0, 4))
     w_g = EPS + hl.abs(C(-1, 0) - C(1, 0)) + hl.abs(C(0, 0) - C(-2, 0)) + hl.abs(C(-1, 0) - C(-3, 0)) + hl.abs(C(-2, 0) - C(-4, 0))
     e_g = EPS + hl.abs(C(1, 0) - C(-1, 0)) + hl.abs(C(0, 0) - C(2, 0)) + hl.abs(C(1, 0) - C(3, 0)) + hl.abs(C(2, 0) - C(4, 0))
-    l0 = L(0, 0)
-    n_e = C(0, -1) * 2 * l0 / (EPS + l0 + L(0, -2))
-    s_e = C(0, 1) * 2 * l0 / (EPS + l0 + L(0, 2))
-    w_e = C(-1, 0) * 2 * l0 / (EPS + l0 + L(-2, 0))
-    e_e = C(1, 0) * 2 * l0 / (EPS + l0 + L(2, 0))
-    v_est = (s_g * n_e + n_g * s_e) / (n_g + s_g)
-    h_est = (e_g * w_e + w_g * e_e) / (e_g + w_g)
-    d = vh_disc[x, y]
-    green = hl.Func("rcd_green")
-    green[x, y] = hl.select(here == 1, C(0, 0), hl.max(0.0, d * h_est + (1 - d) * v_est))
-    G = lambda dx, dy: hl.Expr(green[x + dx, y + dy])  # noqa: E731
+    grad[x, y, c] = hl.select(c == 0, n_g, c == 1, s_g, c == 2, w_g, e_g)
+    ng, sg, wg, eg = (grad[x, y, k] for k in range(4))
 
-    hpp, hpq = hl.Func("rcd_hpf_p"), hl.Func("rcd_hpf_q")
+    def blend(n_est, s_est, w_est, e_est):
+        """Inverse-gradient weighting within each axis, then the VH blend."""
+        v_est = (sg * n_est + ng * s_est) / (ng + sg)
+        h_est = (eg * w_est + wg * e_est) / (eg + wg)
+        return d * h_est + (1 - d) * v_est
+
+    l0 = L(0, 0)
+    ratio = lambda dx, dy: C(dx, dy) * 2 * l0 / (EPS + l0 + L(2 * dx, 2 * dy))  # noqa: E731
+    green = func("rcd_green")
+    green[x, y] = hl.select(here == 1, C(0, 0),
+                            hl.max(0.0, blend(ratio(0, -1), ratio(0, 1), ratio(-1, 0), ratio(1, 0))))
+
+    # step 4 statistics: P/Q diagonal discrimination (independent of the green)
+    hpp, hpq = func("rcd_hpf_p"), func("rcd_hpf_q")
     hpp[x, y] = _sq((C(-3, -3) - C(-1, -1) - C(1, 1) + C(3, 3)) - 3 * (C(-2, -2) + C(2, 2)) + 6 * C(0, 0))
     hpq[x, y] = _sq((C(3, -3) - C(1, -1) - C(-1, 1) + C(-3, 3)) - 3 * (C(2, -2) + C(-2, 2)) + 6 * C(0, 0))
-    pq = hl.Func("rcd_pq")
+    pq = func("rcd_pq")
     ps = hl.max(EPSSQ, hpp[x - 1, y - 1] + hpp[x, y] + hpp[x + 1, y + 1])
     qs = hl.max(EPSSQ, hpq[x + 1, y - 1] + hpq[x, y] + hpq[x - 1, y + 1])
     pq[x, y] = ps / (ps + qs)
+    pq_disc = func("rcd_pq_disc")
+    pq_disc[x, y] = disc(pq)
 
-    # the opposite chroma at R/B sites from the diagonal neighbours (original samples)
-    nw_g = EPS + hl.abs(C(-1, -1) - C(1, 1)) + hl.abs(C(-1, -1) - C(-3, -3)) + hl.abs(G(0, 0) - G(-2, -2))
-    ne_g = EPS + hl.abs(C(1, -1) - C(-1, 1)) + hl.abs(C(1, -1) - C(3, -3)) + hl.abs(G(0, 0) - G(2, -2))
-    sw_g = EPS + hl.abs(C(-1, 1) - C(1, -1)) + hl.abs(C(-1, 1) - C(-3, 3)) + hl.abs(G(0, 0) - G(-2, 2))
-    se_g = EPS + hl.abs(C(1, 1) - C(-1, -1)) + hl.abs(C(1, 1) - C(3, 3)) + hl.abs(G(0, 0) - G(2, 2))
-    p_est = (nw_g * (C(1, 1) - G(1, 1)) + se_g * (C(-1, -1) - G(-1, -1))) / (nw_g + se_g)
-    q_est = (ne_g * (C(-1, 1) - G(-1, 1)) + sw_g * (C(1, -1) - G(1, -1))) / (ne_g + sw_g)
-    pd = disc(pq)
-    opp = hl.Func("rcd_opposite")
-    opp[x, y] = G(0, 0) + pd * q_est + (1 - pd) * p_est
+    def step4(gf: hl.Func, tag: str) -> hl.Func:
+        """R and B everywhere (k = 0 R, 1 B) from the green ``gf``, >= 0."""
+        G = lambda dx, dy: hl.Expr(gf[x + dx, y + dy])  # noqa: E731
+        nw_g = EPS + hl.abs(C(-1, -1) - C(1, 1)) + hl.abs(C(-1, -1) - C(-3, -3)) + hl.abs(G(0, 0) - G(-2, -2))
+        ne_g = EPS + hl.abs(C(1, -1) - C(-1, 1)) + hl.abs(C(1, -1) - C(3, -3)) + hl.abs(G(0, 0) - G(2, -2))
+        sw_g = EPS + hl.abs(C(-1, 1) - C(1, -1)) + hl.abs(C(-1, 1) - C(-3, 3)) + hl.abs(G(0, 0) - G(-2, 2))
+        se_g = EPS + hl.abs(C(1, 1) - C(-1, -1)) + hl.abs(C(1, 1) - C(3, 3)) + hl.abs(G(0, 0) - G(2, 2))
+        p_est = (nw_g * (C(1, 1) - G(1, 1)) + se_g * (C(-1, -1) - G(-1, -1))) / (nw_g + se_g)
+        q_est = (ne_g * (C(-1, 1) - G(-1, 1)) + sw_g * (C(1, -1) - G(1, -1))) / (ne_g + sw_g)
+        pd = pq_disc[x, y]
+        opp = func("rcd_opposite" + tag)
+        opp[x, y] = G(0, 0) + pd * q_est + (1 - pd) * p_est
 
-    # chroma plane k at non-green sites (own sample or the opposite estimate)
-    def X(dx, dy, k):
-        return hl.select(colour(pat, x + dx, y + dy) == k, C(dx, dy), hl.Expr(opp[x + dx, y + dy]))
+        def X(dx, dy, k):  # chroma k at non-green sites: own sample or the opposite estimate
+            return hl.select(colour(pat, x + dx, y + dy) == k, C(dx, dy), hl.Expr(opp[x + dx, y + dy]))
 
-    def at_green(k):
-        n1 = EPS + hl.abs(G(0, 0) - G(0, -2))
-        s1 = EPS + hl.abs(G(0, 0) - G(0, 2))
-        w1 = EPS + hl.abs(G(0, 0) - G(-2, 0))
-        e1 = EPS + hl.abs(G(0, 0) - G(2, 0))
-        sn = hl.abs(X(0, -1, k) - X(0, 1, k))
-        ew = hl.abs(X(-1, 0, k) - X(1, 0, k))
-        ng = n1 + sn + hl.abs(X(0, -1, k) - X(0, -3, k))
-        sg = s1 + sn + hl.abs(X(0, 1, k) - X(0, 3, k))
-        wg = w1 + ew + hl.abs(X(-1, 0, k) - X(-3, 0, k))
-        eg = e1 + ew + hl.abs(X(1, 0, k) - X(3, 0, k))
-        ne = X(0, -1, k) - G(0, -1)
-        se = X(0, 1, k) - G(0, 1)
-        we = X(-1, 0, k) - G(-1, 0)
-        ee = X(1, 0, k) - G(1, 0)
-        ve = (ng * se + sg * ne) / (ng + sg)
-        he = (eg * we + wg * ee) / (eg + wg)
-        dd = vh_disc[x, y]
-        return G(0, 0) + dd * he + (1 - dd) * ve
+        def at_green(k):
+            n1 = EPS + hl.abs(G(0, 0) - G(0, -2))
+            s1 = EPS + hl.abs(G(0, 0) - G(0, 2))
+            w1 = EPS + hl.abs(G(0, 0) - G(-2, 0))
+            e1 = EPS + hl.abs(G(0, 0) - G(2, 0))
+            sn = hl.abs(X(0, -1, k) - X(0, 1, k))
+            ew = hl.abs(X(-1, 0, k) - X(1, 0, k))
+            n2 = n1 + sn + hl.abs(X(0, -1, k) - X(0, -3, k))
+            s2 = s1 + sn + hl.abs(X(0, 1, k) - X(0, 3, k))
+            w2 = w1 + ew + hl.abs(X(-1, 0, k) - X(-3, 0, k))
+            e2 = e1 + ew + hl.abs(X(1, 0, k) - X(3, 0, k))
+            ve = (n2 * (X(0, 1, k) - G(0, 1)) + s2 * (X(0, -1, k) - G(0, -1))) / (n2 + s2)
+            he = (e2 * (X(-1, 0, k) - G(-1, 0)) + w2 * (X(1, 0, k) - G(1, 0))) / (e2 + w2)
+            return G(0, 0) + d * he + (1 - d) * ve
 
+        def plane(k):
+            return hl.select(here == k, C(0, 0), here == 1, at_green(k), opp[x, y])
+        rb = func("rcd_rb" + tag)
+        rb[x, y, c] = hl.max(0.0, hl.select(c == 0, plane(0), plane(2)))
+        return rb
+
+    rb1 = step4(green, "1")
+    if not refine:  # the published algorithm (darktable's output)
+        rgb = hl.Func("rgb")
+        rgb[x, y, c] = hl.select(c == 1, green[x, y], c == 0, rb1[x, y, 0], rb1[x, y, 1])
+        grad.bound(c, 0, 4)
+        rb1.bound(c, 0, 2)
+        strips(rgb, 64, stages)
+        return rgb, [raw, pat]
+
+    # step 5: green at R/B from the neighbours' colour differences, gated by channel correlation
+    P = RCD_REFINE
+    G1 = lambda dx, dy: hl.Expr(green[x + dx, y + dy])  # noqa: E731
+    cdiff = func("rcd_cdiff")  # G - R, G - B of steps 3-4
+    cdiff[x, y, c] = green[x, y] - rb1[x, y, c]
+    own = hl.select(here == 0, 0, 1)  # the chroma plane of an R/B site
+    D = lambda dx, dy: hl.Expr(cdiff[x + dx, y + dy, own])  # noqa: E731
+    g_ref = C(0, 0) + blend(D(0, -1), D(0, 1), D(-1, 0), D(1, 0))
+
+    lap = func("rcd_lap")  # Laplacians of G, R, B
+    pl = lambda dx, dy: hl.select(c == 0, G1(dx, dy), rb1[x + dx, y + dy, hl.max(c - 1, 0)])  # noqa: E731
+    lap[x, y, c] = 4 * pl(0, 0) - pl(-1, 0) - pl(1, 0) - pl(0, -1) - pl(0, 1)
+    Lp = lambda k: hl.Expr(lap[x, y, k])  # noqa: E731
+    prod = func("rcd_prod")  # G.R, R.R, G.B, B.B, G.G
+    prod[x, y, c] = hl.select(c == 0, Lp(0) * Lp(1), c == 1, Lp(1) * Lp(1), c == 2, Lp(0) * Lp(2),
+                              c == 3, Lp(2) * Lp(2), Lp(0) * Lp(0))
+    r = P["radius"]
+    box_h = func("rcd_box_h")
+    box_h[x, y, c] = sum((hl.Expr(prod[x + i, y, c]) for i in range(-r, r + 1)), hl.f32(0))
+    box = func("rcd_box")
+    box[x, y, c] = sum((hl.Expr(box_h[x, y + j, c]) for j in range(-r, r + 1)), hl.f32(0))
+    S = lambda k: hl.Expr(box[x, y, k])  # noqa: E731
+    gg = S(4)
+    gc = hl.select(here == 0, S(0), S(2))
+    cc = hl.select(here == 0, S(1), S(3))
+    rho = gc / (hl.sqrt(hl.max(gg, 0.0)) * hl.sqrt(hl.max(cc, 0.0)) + hl.f32(1e-8))
+    alpha = hl.clamp(rho, 0.0, 1.0)
+    for _ in range(P["power"] - 1):
+        alpha = alpha * hl.clamp(rho, 0.0, 1.0)
+    green2 = func("rcd_green2")
+    green2[x, y] = hl.select(here == 1, C(0, 0), alpha * hl.max(0.0, g_ref) + (1 - alpha) * G1(0, 0))
+
+    rb2 = step4(green2, "2")
     rgb = hl.Func("rgb")
-    rgb[x, y, c] = hl.max(0.0, hl.select(c == 1, G(0, 0),
-                                         here == c, C(0, 0),
-                                         here == 1, hl.select(c == 0, at_green(0), at_green(2)),
-                                         opp[x, y]))
-    strips(rgb, 32, [cfa, hpv, hph, vh, vh_disc, lpf, green, hpp, hpq, pq, opp])
+    rgb[x, y, c] = hl.select(c == 1, green2[x, y], c == 0, rb2[x, y, 0], rb2[x, y, 1])
+    for f, n in ((grad, 4), (rb1, 2), (rb2, 2), (cdiff, 2), (lap, 3), (prod, 5), (box_h, 5), (box, 5)):
+        f.bound(c, 0, n)
+    strips(rgb, 64, stages)
     return rgb, [raw, pat]
+
+
+def build_rcd_classic():
+    """RCD steps 1-4 only: release 2.2/2.3 as published and as darktable runs it."""
+    return build_rcd(refine=False)
 
 
 # --------------------------------------------------------------------------- high quality: MLRI
@@ -303,7 +396,8 @@ def build_rcd():
 #: parameters of the high-quality method (tuned on Kodak24 + McMaster, QUALITY.md)
 MLRI = dict(g_radius=6, rb_radius=3, eps=1e-4, refine=3, g_tau=0.2, r_tau=0.3)
 NARROW = (0.56, 0.35, 0.08, 0.01)                       # GBTF's one-sided colour-difference filter
-WIDE = (0.3392, 0.2994, 0.2057, 0.1101, 0.0459)          # one-sided Gaussian, sigma 2 px (normalised)
+_W = [math.exp(-k * k / 8.0) for k in range(5)]
+WIDE = tuple(w / sum(_W) for w in _W)                    # one-sided Gaussian, sigma 2 px, normalised
 
 
 class _Stages:
@@ -378,7 +472,7 @@ def build_mlri():
     C = lambda dx, dy: _E(cfa, dx, dy)  # noqa: E731
     col = lambda dx=0, dy=0: colour(pat, x + dx, y + dy)  # noqa: E731
     isg = lambda dx=0, dy=0: col(dx, dy) == 1  # noqa: E731
-    eps = P["eps"]
+    eps = hl.f32(P["eps"])
     st = _Stages()
 
     def onedim(target_is_green: bool, guide: hl.Func, ax: int, name: str) -> hl.Func:
@@ -432,14 +526,14 @@ def build_mlri():
     grad_v = lambda dx, dy: hl.abs(_E(dv, dx, dy + 1) - _E(dv, dx, dy - 1))  # noqa: E731
     bh = _box(st, "mlri_bh", grad_h, 2, 2)
     bv = _box(st, "mlri_bv", grad_v, 2, 2)
-    w = lambda s: 1.0 / (s * s + 1e-10)  # noqa: E731
+    w = lambda s: 1.0 / (s * s + hl.f32(1e-10))  # noqa: E731
     wn, ws, ww, we = w(_E(bv, 0, -2)), w(_E(bv, 0, 2)), w(_E(bh, -2, 0)), w(_E(bh, 2, 0))
 
     def fuse(f):
-        fn = sum((f[k] * _E(dv, 0, -k) for k in range(len(f))), hl.f32(0))
-        fs = sum((f[k] * _E(dv, 0, k) for k in range(len(f))), hl.f32(0))
-        fw = sum((f[k] * _E(dh, -k, 0) for k in range(len(f))), hl.f32(0))
-        fe = sum((f[k] * _E(dh, k, 0) for k in range(len(f))), hl.f32(0))
+        fn = sum((hl.f32(f[k]) * _E(dv, 0, -k) for k in range(len(f))), hl.f32(0))
+        fs = sum((hl.f32(f[k]) * _E(dv, 0, k) for k in range(len(f))), hl.f32(0))
+        fw = sum((hl.f32(f[k]) * _E(dh, -k, 0) for k in range(len(f))), hl.f32(0))
+        fe = sum((hl.f32(f[k]) * _E(dh, k, 0) for k in range(len(f))), hl.f32(0))
         return (wn * fn + ws * fs + ww * fw + we * fe) / (wn + ws + ww + we)
 
     narrow = st.helper("mlri_dnarrow")
@@ -450,7 +544,7 @@ def build_mlri():
                                    + hl.abs(_E(f, dx, dy + 1) - _E(f, dx, dy - 1)))
     s_d = _box(st, "mlri_sd", gx(narrow), 2, 2)
     s_g = _box(st, "mlri_sg", gx(g0), 2, 2)
-    ratio = _E(s_d) / (_E(s_g) + 1e-4) / P["g_tau"]
+    ratio = _E(s_d) / (_E(s_g) + hl.f32(1e-4)) / hl.f32(P["g_tau"])
     alpha = hl.exp(-ratio * ratio)
     green = hl.Func("mlri_green")
     green[x, y] = hl.select(isg(), C(0, 0), C(0, 0) + alpha * fuse(WIDE) + (1 - alpha) * _E(narrow))
@@ -493,8 +587,8 @@ def build_mlri():
         c0 = _box(st, name + "_c0", crit_src0, 2, 2)
         v1 = _E(mab, 0, 0, 0) * g(0, 0) + _E(mab, 0, 0, 1) + bil(0)
         v0 = g(0, 0) + bil(1)
-        w1 = 1.0 / ((_E(c1) + 1e-6) * (_E(c1) + 1e-6))
-        w0 = 1.0 / ((_E(c0) + 1e-6) * (_E(c0) + 1e-6))
+        w1 = 1.0 / ((_E(c1) + hl.f32(1e-6)) * (_E(c1) + hl.f32(1e-6)))
+        w0 = 1.0 / ((_E(c0) + hl.f32(1e-6)) * (_E(c0) + hl.f32(1e-6)))
         out = hl.Func(name)
         out[x, y] = (w0 * v0 + w1 * v1) / (w0 + w1)
         return st.root(out)
@@ -508,8 +602,8 @@ def build_mlri():
 
         def renew(X):
             dD = lambda dx, dy: e(G, dx, dy) - e(X, dx, dy)  # noqa: E731
-            dh_ = hl.abs(e(X, 1, 0) - e(X, -1, 0)) + hl.abs(2 * e(X) - e(X, 2, 0) - e(X, -2, 0)) + 1e-6
-            dv_ = hl.abs(e(X, 0, 1) - e(X, 0, -1)) + hl.abs(2 * e(X) - e(X, 0, 2) - e(X, 0, -2)) + 1e-6
+            dh_ = hl.abs(e(X, 1, 0) - e(X, -1, 0)) + hl.abs(2 * e(X) - e(X, 2, 0) - e(X, -2, 0)) + hl.f32(1e-6)
+            dv_ = hl.abs(e(X, 0, 1) - e(X, 0, -1)) + hl.abs(2 * e(X) - e(X, 0, 2) - e(X, 0, -2)) + hl.f32(1e-6)
             wh, wv = 1.0 / (dh_ * dh_), 1.0 / (dv_ * dv_)
             return e(X) + (wh * (dD(1, 0) + dD(-1, 0)) + wv * (dD(0, 1) + dD(0, -1))) / (2 * (wh + wv))
         gref[x, y] = hl.select(col() == 0, renew(R), col() == 2, renew(B), e(G))
@@ -518,7 +612,7 @@ def build_mlri():
             grad(lambda ex, ey: e(G, dx + ex, dy + ey) - e(R, dx + ex, dy + ey))
             + grad(lambda ex, ey: e(G, dx + ex, dy + ey) - e(B, dx + ex, dy + ey))), 2, 2)
         sg = _box(st, f"mlri_rsg{it}", lambda dx, dy: grad(lambda ex, ey: e(G, dx + ex, dy + ey)), 2, 2)
-        ratio = e(sd) / (2 * e(sg) + 1e-4) / P["r_tau"]
+        ratio = e(sd) / (2 * e(sg) + hl.f32(1e-4)) / hl.f32(P["r_tau"])
         al = hl.exp(-ratio * ratio)
         g_new = hl.Func(f"mlri_green{it + 1}")
         g_new[x, y] = al * e(gref) + (1 - al) * e(G)

@@ -345,16 +345,24 @@ class HalideModule(Module):
     values. ``pointwise`` algorithms (output pixel from the same input pixel
     only) may be fused with their neighbours by the export pipe. ``variant``
     names structurally different builds (e.g. a method choice); everything else
-    is a runtime value, so parameter changes never recompile.
+    is a runtime value, so parameter changes never recompile. ``staged``
+    algorithms are point-wise but built from intermediate per-pixel Funcs that
+    ``algorithm`` lists in ``self._stages`` (the schedule places them; inlined,
+    chains of cross-channel steps grow exponentially).
     """
 
     inputs: ClassVar[tuple[HInput, ...]] = ()
     pointwise: ClassVar[bool] = True
+    staged: ClassVar[bool] = False
     channels_in: ClassVar[int] = 3
     channels_out: ClassVar[int] = 3
 
     def variant(self, piece: Piece) -> str:
         return ""
+
+    def pointwise_for(self, piece: Piece) -> bool:
+        """``pointwise`` for this piece's parameters (a module may be point-wise for some)."""
+        return self.pointwise
 
     def algorithm(self, inp, p: dict, piece: Piece):  # -> hl.Func
         raise NotImplementedError
@@ -394,9 +402,9 @@ class HalideModule(Module):
             if piece.device == "cpu":
                 self.schedule(out, piece)
             else:
-                from ..engine.fusion import _gpu_tile
+                from ..engine.fusion import schedule_gpu
 
-                _gpu_tile(out)
+                schedule_gpu(out, getattr(self, "_stages", []) if self.staged else [])
             return out, [src] + [p[i.name] for i in self.inputs] + [p[n] for n in ho.BUILTINS]
 
         return get_kernel(f"{self.op}{('_' + variant) if variant else ''}", build, variant=variant,
@@ -422,6 +430,16 @@ class HalideModule(Module):
         return args
 
     def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        from ..engine.kernels import degenerate, f32, widen
+
+        if degenerate(inp.shape) or degenerate(self.output_shape(piece, roi_out)):
+            def at_least_2(r):
+                return r.with_(width=max(2, r.width), height=max(2, r.height))
+            out = self._process(piece, widen(inp), at_least_2(roi_in), at_least_2(roi_out))
+            return np.ascontiguousarray(out[..., :roi_out.height, :roi_out.width])
+        return self._process(piece, inp, roi_in, roi_out)
+
+    def _process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
         from ..engine.kernels import f32
 
         args = [f32(inp)] + self.runtime_args(piece, roi_in, roi_out)

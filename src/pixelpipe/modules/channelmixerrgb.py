@@ -362,7 +362,8 @@ class Channelmixerrgb(SmallImageSafe, HalideModule):
     Params = ChannelmixerrgbParams
     flags = Flags.INCLUDE_IN_STYLES | Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING
     summary = "chromatic adaptation (CAT16/Bradford), channel mixer, colourfulness, grey"
-    pointwise = False  # point-wise maths, but staged (see staged_schedule): not fused
+    pointwise = False  # point-wise maths, but staged (see staged_schedule): not fused on the CPU
+    staged = True
     inputs = (HInput("mats", "buf_f32", 3), HInput("vecs", "buf_f32", 2)) + tuple(
         HInput(n) for n in ("gamut_exp", "clip", "grey_on", "white_u", "white_v", "white_x", "white_y"))
 

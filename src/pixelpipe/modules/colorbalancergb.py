@@ -282,7 +282,8 @@ class Colorbalancergb(SmallImageSafe, HalideModule):
     Params = ColorbalancergbParams
     flags = Flags.INCLUDE_IN_STYLES | Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING
     summary = "4-ways colour grading, chroma, vibrance, contrast, saturation (JzAzBz)"
-    pointwise = False  # point-wise maths, but staged (see staged_schedule): not fused
+    pointwise = False  # point-wise maths, but staged (see staged_schedule): not fused on the CPU
+    staged = True
     inputs = (HInput("band", "buf_f32", 2), HInput("gamut", "buf_f32", 1)) + tuple(HInput(n) for n in SCALARS)
 
     # -- algorithm (numbered as in the module docstring), in stages (see staged_schedule)

@@ -11,6 +11,7 @@ primaries are converted. Region of interest: a point operation.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import halide as hl
@@ -77,9 +78,11 @@ class Colorin(SmallImageSafe, HalideModule):
         self.commit_notice(piece)
         p, img = piece.params, piece.image
         if p.profile == "camera":
-            if img.cam_to_xyz is not None:
-                xyz_to_cam = np.linalg.inv(np.asarray(img.cam_to_xyz, dtype=np.float64))
-                piece.data["matrix"] = cs.camera_to_working(xyz_to_cam)
+            if img.cfa is not None and img.cfa.kind == "4color":
+                # demosaic already converted the four colours to linear Rec.2020 (demosaic.cygm_matrix)
+                piece.data["matrix"] = np.eye(3)
+            elif img.cam_to_xyz is not None:
+                piece.data["matrix"] = cs.camera_to_working(d65_xyz_to_cam(img))
             else:
                 piece.notices.append("the file has no colour matrix; assuming the camera sees linear sRGB")
                 piece.data["matrix"] = cs.profile_to_working("linear_srgb")
@@ -99,6 +102,43 @@ class Colorin(SmallImageSafe, HalideModule):
 
 # --------------------------------------------------------------------------- facts for other modules
 
+#: EXIF LightSource code of a DNG CalibrationIlluminant -> the illuminant (colour-science's
+#: name) whose white darktable adapts to D65 for that matrix (D65, cloudy and unknown: none)
+_DNG_ILLUMINANT = {23: "D50", 20: "D55", 1: "D55", 4: "D55", 9: "D55", 22: "D75", 11: "D75",
+                   3: "A", 17: "A", 18: "B", 19: "C", 2: "FL2", 12: "FL1", 13: "FL8", 14: "FL9",
+                   15: "FL3", 16: "FL4", 24: "ISO 7589 Studio Tungsten"}
+
+
+def d65_xyz_to_cam(image) -> np.ndarray:
+    """The image's XYZ -> camera matrix as a D65 matrix, the way darktable uses a DNG's.
+
+    A DNG whose colour matrix is calibrated under another illuminant than D65
+    (the GoPro HERO6 DNG: tungsten and D50; the decoder picks the one nearest
+    D65) has that matrix multiplied, on the camera side, by the Bradford
+    adaptation from the calibration illuminant to D65 (darktable 3.8 and later
+    do this when reading the file, in exif.cc; they then use that product
+    everywhere a camera matrix is needed). A D65 matrix, LibRaw's table
+    matrices and 4-colour matrices are used as they are.
+    """
+    m = np.asarray(image.xyz_to_cam if image.xyz_to_cam is not None
+                   else np.linalg.pinv(np.asarray(image.cam_to_xyz, dtype=np.float64)), dtype=np.float64)
+    name = _DNG_ILLUMINANT.get(getattr(image, "calibration_illuminant", None) or 21)
+    if name is None or m.shape != (3, 3) or getattr(image, "xyz_to_cam_source", None) != "file":
+        return m
+    return _adaptation_to_d65(name) @ m
+
+
+@functools.lru_cache(maxsize=None)
+def _adaptation_to_d65(name: str) -> np.ndarray:
+    from ..io.icc import colour_module
+
+    colour = colour_module()
+    ccs = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]
+    src, d65 = colour.xy_to_XYZ(ccs[name]), colour.xy_to_XYZ(ccs["D65"])
+    return np.asarray(colour.adaptation.matrix_chromatic_adaptation_VonKries(src, d65, transform="Bradford"),
+                      dtype=np.float64)
+
+
 def camera_matrix(image) -> np.ndarray | None:
     """White-balanced camera RGB -> linear Rec.2020: the matrix the "camera" profile applies.
 
@@ -111,7 +151,7 @@ def camera_matrix(image) -> np.ndarray | None:
     if m.shape != (3, 3) or not np.isfinite(m).all():
         return None
     try:
-        return cs.camera_to_working(np.linalg.inv(m))
+        return cs.camera_to_working(d65_xyz_to_cam(image))
     except np.linalg.LinAlgError:
         return None
 
@@ -124,12 +164,11 @@ def reference_coefficients(image) -> np.ndarray | None:
     input matrix the same way), so white-balanced camera (1, 1, 1) is D65 white
     in the working space. None without a 3x3 matrix.
     """
-    m = getattr(image, "cam_to_xyz", None)
     if camera_matrix(image) is None:
         return None
     # the working space's own white (as camera_to_working normalises to), so that
     # reference-balanced D65 is exactly (1, 1, 1) here
-    cam_white = np.linalg.inv(np.asarray(m, dtype=np.float64)) @ cs.rgb_to_xyz(cs.WORKING).sum(axis=1)
+    cam_white = d65_xyz_to_cam(image) @ cs.rgb_to_xyz(cs.WORKING).sum(axis=1)
     c = (1.0 / cam_white) / (1.0 / cam_white[1])
     if not (np.isfinite(c).all() and (c > 0).all()):
         return None

@@ -51,13 +51,26 @@ class Flip(HalideModule):
     # -- algorithm: each output pixel fetches the input pixel it came from
     def algorithm(self, img, p, piece):
         X, Y = x + p["x0"], y + p["y0"]  # output pixel in the oriented full buffer
-        sx = hl.select(p["swap"] == 1, Y, X)  # undo the swap, then the mirrors
-        sy = hl.select(p["swap"] == 1, X, Y)
-        sx = hl.select(p["fx"] == 1, p["w_full"] - 1 - sx, sx)
-        sy = hl.select(p["fy"] == 1, p["h_full"] - 1 - sy, sy)
+        sx, sy = X, Y
+        if self.bits(piece) != 0:  # the identity is its own (point-wise, fusable) kernel
+            sx = hl.select(p["swap"] == 1, Y, X)  # undo the swap, then the mirrors
+            sy = hl.select(p["swap"] == 1, X, Y)
+            sx = hl.select(p["fx"] == 1, p["w_full"] - 1 - sx, sx)
+            sy = hl.select(p["fy"] == 1, p["h_full"] - 1 - sy, sy)
         oriented = hl.Func("oriented")
         oriented[x, y, c] = img[hl.clamp(sx - p["ix0"], 0, p["in_w"] - 1), hl.clamp(sy - p["iy0"], 0, p["in_h"] - 1), c]
         return oriented
+
+    def variant(self, piece) -> str:
+        return "identity" if self.bits(piece) == 0 else ""
+
+    def process(self, piece, inp, roi_in: ROI, roi_out: ROI):
+        if self.bits(piece) == 0 and roi_in == roi_out and inp.shape[-2:] == (roi_out.height, roi_out.width):
+            return inp  # nothing to do: the buffer passes through (no copy)
+        return super().process(piece, inp, roi_in, roi_out)
+
+    def pointwise_for(self, piece) -> bool:
+        return self.bits(piece) == 0
 
     def bits(self, piece) -> int:
         o = piece.params.orientation

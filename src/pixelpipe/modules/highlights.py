@@ -46,6 +46,25 @@ statistic (it then uses the file's levels): a small difference in the offset
 only. The result does not depend on the region of interest, so a darkroom
 crop equals the export.
 
+Which white the reconstruction aims at (``scene_scale``): a blown highlight
+is, as far as anyone can tell, lit by the scene's illuminant, so it should
+come out with the colour of that illuminant, the colour a white surface has
+elsewhere in the frame. With as-shot (or any user) white balance the applied
+coefficients define that white and nothing changes. With the camera
+reference (D65) coefficients of the "modern" chromatic adaptation, white
+balance is only a technical step and color calibration later adapts from the
+as-shot illuminant: reconstructing towards the D65 neutral would then be
+warmed (pink under a bluish sky) by that adaptation. So when the applied
+coefficients are the camera reference and the file has an as-shot white
+balance, every step above runs on the data rescaled to the as-shot balance
+(``u = v * s[c]``, ``s = as_shot / applied``: the clip levels, the
+references, the chrominance), and the reconstructed photosites are scaled
+back (``/ s[c]``). Which photosites count as clipped does not change (the
+same sensor level either way), and unclipped photosites pass untouched;
+the result equals legacy white balance's reconstruction, rescaled. "clip"
+does the same: its limit, ``clip * min(as_shot)`` in the as-shot balance,
+becomes a limit per colour.
+
 Non-CFA (planar) raws use the same rule per pixel with the pixel's own other
 channels as the reference (darktable's linear variant), so that path is
 point-wise. Four-colour (CYGM) and monochrome mosaics, and the cut-down
@@ -114,15 +133,64 @@ def _planar(piece: Piece) -> bool:
     return cfa is not None and cfa.kind == "none"
 
 
-def _channel_coeffs(piece: Piece) -> np.ndarray:
-    """White-balance coefficient per R, G, B (mosaic) or per channel (planar: channel c's colour)."""
-    coeff = np.asarray(piece.dsc_in.processed_maximum, dtype=np.float64)
+def _per_channel(piece: Piece, rgb: np.ndarray) -> np.ndarray:
+    """Values per R, G, B as the buffer has them: per R, G, B (mosaic) or per channel (planar)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
     cfa = piece.image.cfa
     if _planar(piece) and cfa is not None:
         ch = np.clip(cfa.rgb_pattern().reshape(-1)[:3], 0, 2)
         if len(ch) == 3:
-            return coeff[ch]
-    return coeff
+            return rgb[ch]
+    return rgb
+
+
+def _channel_coeffs(piece: Piece) -> np.ndarray:
+    """White-balance coefficient per R, G, B (mosaic) or per channel (planar: channel c's colour)."""
+    return _per_channel(piece, piece.dsc_in.processed_maximum)
+
+
+def scene_scale_rgb(image, applied) -> np.ndarray:
+    """Per R, G, B: ``s = as_shot / applied`` (both normalised to green) when the ``applied``
+    coefficients are the camera reference (D65) and the file has an as-shot white balance
+    and a colour matrix; 1, 1, 1 otherwise (the applied coefficients then define the white).
+    See the module docstring."""
+    ones = np.ones(3)
+    cfa = image.cfa
+    if cfa is None or cfa.kind in ("4color", "mono") or getattr(image, "wb_as_shot", None) is None:
+        return ones
+    from .temperature import TemperatureParams, _xyz_to_cam, camera_reference, coefficients
+
+    if not _xyz_to_cam(image)[1]:
+        return ones
+    app = np.asarray(applied, dtype=np.float64)[:3]
+    ref = np.asarray(camera_reference(image), dtype=np.float64)[:3]
+    if not (np.isfinite(app).all() and (app > 0).all() and (ref > 0).all()):
+        return ones
+    app, ref = app / app[1], ref / ref[1]
+    if not np.allclose(app, ref, rtol=1e-4, atol=0):
+        return ones  # as shot, or the user's own white: that is the white
+    shot = coefficients(image, TemperatureParams(preset="as-shot"))[0][:3]
+    if not (np.isfinite(shot).all() and (shot > 0).all()):
+        return ones
+    out = (shot / shot[1]) / app
+    return out if np.isfinite(out).all() and (out > 0).all() else ones
+
+
+def scene_scale(piece: Piece) -> np.ndarray:
+    """:func:`scene_scale_rgb` for this piece, per R, G, B (mosaic) or per channel (planar); cached."""
+    if "scale" not in piece.data:
+        piece.data["scale"] = _per_channel(piece, scene_scale_rgb(piece.image, piece.dsc_in.processed_maximum))
+    return piece.data["scale"]
+
+
+def _rescaled(piece: Piece) -> bool:
+    return not np.array_equal(scene_scale(piece), np.ones(3))
+
+
+def clip_limits(piece: Piece) -> np.ndarray:
+    """"clip": the limit per R, G, B (mosaic) or channel (planar): ``clip * min(applied * s) / s``."""
+    s = scene_scale(piece)
+    return piece.params.clip * float(np.min(_channel_coeffs(piece) * s)) / s
 
 
 def effective_mode(piece: Piece) -> str:
@@ -156,20 +224,24 @@ def tiled_lut(pattern: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.tile(pat, (n // pat.shape[0], n // pat.shape[1])), dtype=np.int32)
 
 
-def _reference(src, p, period: int):
+def _reference(src, p, period: int, scale=None):
     """Funcs over buffer coordinates: the value (>= 0), its colour and the opposed reference.
 
     The colour is -1 outside the buffer, so neighbours beyond the image are left
     out of the means (the padded region of interest makes the buffer edge the
-    image edge wherever it matters). The period of the colour look-up is a
+    image edge wherever it matters). ``scale`` (a buffer per colour): the
+    values are multiplied by it first (the rescaling to the scene's white). The period of the colour look-up is a
     compile-time constant: a modulo by a runtime value costs much compile time.
     """
     lut = p["lut"]
     inside = (x >= 0) & (x < p["in_w"]) & (y >= 0) & (y < p["in_h"])
-    value = hl.Func("value")
-    value[x, y] = hl.max(src[x, y], hl.f32(0))
     colour = hl.Func("colour")
     colour[x, y] = hl.select(inside, hl.clamp(lut[(x + p["ox"]) % period, (y + p["oy"]) % period], 0, 2), -1)
+    value = hl.Func("value")
+    if scale is None:
+        value[x, y] = hl.max(src[x, y], hl.f32(0))
+    else:
+        value[x, y] = hl.max(src[x, y], hl.f32(0)) * scale[hl.clamp(colour[x, y], 0, 2)]
     # one-hot sums (c = 0..2) and counts (c = 3..5) per colour over 3x3, separably
     onehot = hl.Func("onehot")
     onehot[x, y, c] = hl.select(colour[x, y] == c % 3, hl.select(c < 3, value[x, y], hl.f32(1)), hl.f32(0))
@@ -388,11 +460,12 @@ def saturation_levels(image, planar: bool) -> np.ndarray:
 def image_statistics(piece: Piece) -> tuple[np.ndarray, np.ndarray]:
     """(clip levels per colour, chrominance offsets) for this image and settings, computed once and cached.
 
-    The clip level of colour c is ``clip * min(0.987, saturation_c) * coeff[c]``.
+    The clip level of colour c is ``clip * min(0.987, saturation_c) * coeff[c]``, ``coeff``
+    the applied coefficients times :func:`scene_scale` (both in the rescaled domain).
     """
     img = piece.image
     planar = _planar(piece)
-    coeff = _channel_coeffs(piece)
+    coeff = _channel_coeffs(piece) * scene_scale(piece)  # the balance whose white is the scene's
     p = piece.params
     key = (id(img), id(img.data), tuple(np.round(coeff, 9)), float(p.clip), bool(p.detect_saturation), planar,
            tuple(np.asarray(img.black, float)), float(img.white))
@@ -426,7 +499,8 @@ class Highlights(HalideModule):
     summary = "reconstruct clipped highlights (inpaint opposed) or clip them neutral"
     channels_in = channels_out = 1
     inputs = (HInput("limit"), HInput("lut", "buf_i32", 2), HInput("clips", "buf_f32", 1),
-              HInput("chroma", "buf_f32", 1), HInput("ox", "i32"), HInput("oy", "i32"))
+              HInput("chroma", "buf_f32", 1), HInput("scale", "buf_f32", 1), HInput("limits", "buf_f32", 1),
+              HInput("ox", "i32"), HInput("oy", "i32"))
 
     def variant(self, piece: Piece) -> str:
         mode = effective_mode(piece)
@@ -435,30 +509,44 @@ class Highlights(HalideModule):
         if mode == "opposed":
             n = period_of(piece.image.cfa.rgb_pattern())
             return mode if n == 6 else f"{mode}_p{n}"
+        if _rescaled(piece):  # a limit per colour
+            n = period_of(piece.image.cfa.rgb_pattern())
+            return f"clip_wb_p{n}"
         return mode
 
     # -- algorithms
     def algorithm(self, raw, p, piece):
         planar = _planar(piece)
         out = hl.Func("reconstructed")
+        scale = p["scale"]
         if effective_mode(piece) == "clip":
-            xs = (x, y, c) if planar else (x, y)
-            out[xs] = hl.min(raw[xs], p["limit"])
+            if planar:
+                out[x, y, c] = hl.min(raw[x, y, c], p["limits"][c])
+            elif _rescaled(piece):
+                n = period_of(piece.image.cfa.rgb_pattern())
+                k = hl.clamp(p["lut"][(x + p["ox"]) % n, (y + p["oy"]) % n], 0, 2)
+                out[x, y] = hl.min(raw[x, y], p["limits"][k])
+            else:
+                out[x, y] = hl.min(raw[x, y], p["limit"])
             return out
         clips, chroma = p["clips"], p["chroma"]
         if planar:
-            # linear variant: the reference of channel c from this pixel's two other channels
+            # linear variant: the reference of channel c from this pixel's two other channels,
+            # on the values rescaled to the scene's white (u = v * scale)
             v = hl.max(raw[x, y, c], hl.f32(0))
-            r = [_cube_root(hl.max(raw[x, y, k], hl.f32(0))) for k in range(3)]
+            u = v * scale[c]
+            r = [_cube_root(hl.max(raw[x, y, k], hl.f32(0)) * scale[k]) for k in range(3)]
             mine = hl.select(c == 0, r[0], c == 1, r[1], r[2])
             opp = (r[0] + r[1] + r[2] - mine) * hl.f32(0.5)
             ref = opp * opp * opp
-            out[x, y, c] = hl.select(v >= clips[c], hl.max(v, ref + chroma[c]), v)
+            out[x, y, c] = hl.select(u >= clips[c], hl.max(u, ref + chroma[c]) / scale[c], v)
             return out
-        f = _reference(clamped(raw, p), p, period_of(piece.image.cfa.rgb_pattern()))
+        src = clamped(raw, p)
+        f = _reference(src, p, period_of(piece.image.cfa.rgb_pattern()), scale)
         X, Y = x + p["dx"], y + p["dy"]
-        v, k = hl.Expr(f["value"][X, Y]), hl.clamp(hl.Expr(f["colour"][X, Y]), 0, 2)
-        out[x, y] = hl.select(v >= clips[k], hl.max(v, f["ref"][X, Y] + chroma[k]), v)
+        u, k = hl.Expr(f["value"][X, Y]), hl.clamp(hl.Expr(f["colour"][X, Y]), 0, 2)
+        out[x, y] = hl.select(u >= clips[k], hl.max(u, f["ref"][X, Y] + chroma[k]) / scale[k],
+                              hl.max(src[X, Y], hl.f32(0)))
         self._funcs = f
         return out
 
@@ -483,6 +571,7 @@ class Highlights(HalideModule):
 
     # -- metadata
     def commit(self, piece):
+        piece.data.pop("scale", None)  # recomputed from this input's coefficients
         planar = _planar(piece)
         self.channels_in = self.channels_out = 3 if planar else 1
         mode = effective_mode(piece)
@@ -496,13 +585,24 @@ class Highlights(HalideModule):
     def output_desc(self, piece, dsc_in):
         if effective_mode(piece) == "opposed":
             return dsc_in.copy()
+        if _rescaled(piece):
+            lim = clip_limits(piece)
+            if _planar(piece):  # back to R, G, B
+                ch = np.clip(piece.image.cfa.rgb_pattern().reshape(-1)[:3], 0, 2)
+                rgb = np.ones(3)
+                rgb[ch] = lim
+                lim = rgb
+            return dsc_in.copy(processed_maximum=tuple(float(v) for v in lim))
         m = min(dsc_in.processed_maximum) * piece.params.clip
         return dsc_in.copy(processed_maximum=(m, m, m))
 
     def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         vals = {"limit": piece.params.clip * min(piece.dsc_in.processed_maximum),
                 "lut": np.zeros((2, 2), np.int32), "clips": np.ones(3, np.float32),
-                "chroma": np.zeros(3, np.float32), "ox": roi_in.x, "oy": roi_in.y}
+                "chroma": np.zeros(3, np.float32), "scale": f32(scene_scale(piece)),
+                "limits": f32(clip_limits(piece)), "ox": roi_in.x, "oy": roi_in.y}
+        if effective_mode(piece) == "clip" and _rescaled(piece) and not _planar(piece):
+            vals["lut"] = tiled_lut(piece.image.cfa.rgb_pattern())
         if effective_mode(piece) == "opposed":
             if "chroma" not in piece.data:
                 piece.data["clips"], piece.data["chroma"] = image_statistics(piece)

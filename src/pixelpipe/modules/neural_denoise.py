@@ -124,6 +124,8 @@ class NeuralDenoise(Module):
 
     def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
         h, w = inp.shape[-2:]
+        if min(piece.buf_in) > 0:  # the image's size, not the (padded) region's
+            h, w = piece.buf_in[1], piece.buf_in[0]
         if "off" in piece.data or "session" not in piece.data or min(h, w) < MIN_SIDE:
             return self.process_fast(piece, inp, roi_in, roi_out)
         from ..ai.tasks import common

@@ -85,10 +85,17 @@ class TemperatureParams(Params):
 # --------------------------------------------------------------------------- colour facts
 
 def _xyz_to_cam(image) -> tuple[np.ndarray, bool]:
-    """(the camera's XYZ -> camera matrix, whether it is the file's/LibRaw's) - sRGB if none."""
-    m = image.xyz_to_cam
-    if m is None and image.cam_to_xyz is not None:
-        m = np.linalg.pinv(np.asarray(image.cam_to_xyz, dtype=np.float64))
+    """(the camera's XYZ -> camera matrix, whether it is the file's/LibRaw's) - sRGB if none.
+
+    A DNG matrix calibrated under another illuminant is adapted to D65 as colorin
+    does (:func:`colorin.d65_xyz_to_cam`, darktable's rule), so the camera reference
+    here is D65 white through colorin's matrix.
+    """
+    m = None
+    if image.xyz_to_cam is not None or image.cam_to_xyz is not None:
+        from .colorin import d65_xyz_to_cam
+
+        m = d65_xyz_to_cam(image)
     if m is not None:
         m = np.asarray(m, dtype=np.float64)
         if m.ndim == 2 and m.shape[1] == 3 and m.shape[0] in (3, 4) and np.isfinite(m).all():

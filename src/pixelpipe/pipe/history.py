@@ -35,6 +35,20 @@ def workflow_names() -> list[str]:
     return list(w["workflows"]) + list(w["aliases"])
 
 
+CHROMATIC_ADAPTATIONS = ("modern", "legacy")
+
+
+def chromatic_adaptation_for(workflow: str, chromatic_adaptation: str | None = None) -> str:
+    """The chromatic adaptation a new edit of ``workflow`` gets: ``chromatic_adaptation``, else
+    the workflow's default ("modern" for the scene-referred ones, "legacy" otherwise)."""
+    if chromatic_adaptation is None:
+        return workflows()["workflows"][canonical_workflow(workflow)].get("chromatic_adaptation", "legacy")
+    if chromatic_adaptation not in CHROMATIC_ADAPTATIONS:
+        raise PixelpipeError(f"unknown chromatic adaptation {chromatic_adaptation!r}; choose one of "
+                             f"{', '.join(CHROMATIC_ADAPTATIONS)}")
+    return chromatic_adaptation
+
+
 def canonical_workflow(name: str) -> str:
     w = workflows()
     name = w["aliases"].get(name, name)
@@ -71,10 +85,17 @@ class Edit:
     # ---- construction
     @classmethod
     def default_for(cls, image: SourceImage, workflow: str = "scene-referred-sigmoid",
-                    order: str | IopOrder | None = None) -> "Edit":
-        """A new edit as darktable would start it for this image and workflow."""
+                    order: str | IopOrder | None = None, chromatic_adaptation: str | None = None) -> "Edit":
+        """A new edit as darktable would start it for this image and workflow.
+
+        ``chromatic_adaptation`` (darktable's preference of that name): "modern" (white
+        balance at the camera reference D65, color calibration adapts from the as-shot
+        illuminant), "legacy" (as-shot white balance, no color calibration: darktable
+        4.2's shipped setting) or None for the workflow's default (workflows.json).
+        """
         wf_name = canonical_workflow(workflow)
         wf = workflows()["workflows"][wf_name]
+        ca = chromatic_adaptation_for(wf_name, chromatic_adaptation)
         edit = cls(workflow=wf_name)
         if isinstance(order, IopOrder):
             edit.order = order.copy()
@@ -88,7 +109,7 @@ class Edit:
         for op, cls_ in reg.items():
             if cls_.default_enabled and _applies(cls_, image):
                 edit.instances.append(ModuleInstance(op, 0, True, None))
-        for m in wf["modules"]:
+        for m in workflows()["chromatic_adaptation"][ca] + wf["modules"]:
             if m.get("raw_only") and not image.is_raw:
                 continue
             if any(r not in reg for r in m.get("requires", ())):

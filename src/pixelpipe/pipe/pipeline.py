@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -59,6 +61,7 @@ class RunRecord:
     executed: list[str] = field(default_factory=list)
     from_cache: str | None = None
     tiles: int = 1
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per executed stage (or fused run)
 
 
 class Pipe:
@@ -91,13 +94,12 @@ class Pipe:
         fuse_env = os.environ.get("PIXELPIPE_FUSION", "")
         self.fuse = (self.kind in ("export", "thumbnail") and not os.environ.get("PIXELPIPE_NO_FUSION")
                      and (self.device != "cpu" or fuse_env == "1"))
-        if image.is_raw and (image.cfa is None or image.cfa.kind != "bayer"):
-            kind_name = image.cfa.kind if image.cfa is not None else "unknown"
-            what = {"xtrans": "X-Trans (6x6) mosaics", "4color": "four-colour (CYGM) mosaics",
-                    "none": "non-CFA (full-colour/linear) raw data", "mono": "monochrome raws"}.get(
-                        kind_name, f"{kind_name} colour filter arrays")
-            raise UnsupportedCFAError(f"not supported yet: {what} (this version processes Bayer raws)",
-                                      path=image.path)
+        if image.is_raw:
+            # Bayer, X-Trans, four-colour, monochrome and planar non-CFA raws are
+            # processed; anything else (an unknown CFA) is refused here, clearly
+            from ..modules.demosaic import check_cfa
+
+            check_cfa(image)
 
     # ------------------------------------------------------------------ flags
     @property
@@ -161,8 +163,8 @@ class Pipe:
 
     # ------------------------------------------------------------------ planning
     def _input_desc(self) -> BufferDesc:
-        if self.image.is_raw:
-            return BufferDesc(1, self.image.cfa, "raw")
+        if self.image.is_raw:  # planar non-CFA raw data has its channels from the start
+            return BufferDesc(3 if self.image.data.ndim == 3 else 1, self.image.cfa, "raw")
         return BufferDesc(3, None, "file-rgb")
 
     def plan(self, upscale: bool = False) -> tuple[list[Stage], tuple[int, int]]:
@@ -213,7 +215,8 @@ class Pipe:
         if self.image.is_raw:
             if roi.scale != 1.0:
                 raise PixelpipeError("internal: a raw pipe must read its input at scale 1")
-            return data[roi.y: roi.y + roi.height, roi.x: roi.x + roi.width]
+            # a mosaic (H, W), or planar non-CFA raw data (C, H, W)
+            return data[..., roi.y: roi.y + roi.height, roi.x: roi.x + roi.width]
         if roi.scale == 1.0:
             return data[:, roi.y: roi.y + roi.height, roi.x: roi.x + roi.width]
         # non-raw: downscale at the pipe input (darktable's clip-and-zoom)
@@ -249,6 +252,7 @@ class Pipe:
         while i < len(stages):
             st = stages[i]
             p = st.piece
+            t_stage = time.perf_counter()
             run = self._fusable_run(stages, i)
             if len(run) > 1:
                 # export pipes need no intermediate: one kernel for the whole point-wise run
@@ -270,12 +274,17 @@ class Pipe:
                 raise PixelpipeError(f"internal: module {st.label} returned {tuple(got)}, expected {exp}")
             self.executions[st.label] += 1
             rec.executed.append(st.label)
+            rec.seconds[st.label if len(run) == 1 else "+".join(s.label for s in run)] = \
+                time.perf_counter() - t_stage
             if i == focus_in:
                 self.cache.mark_important("")  # only one important line at a time
             self.cache.put(keys[i], out, important=i == focus_in)
             buf = out
             i += 1
         self.last = rec
+        if os.environ.get("PIXELPIPE_PROFILE"):
+            print("pixelpipe: profile: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in rec.seconds.items()),
+                  file=sys.stderr)
         return blend_hooks.show_mask_overlay(self, stages, keys, buf)
 
     def _fusable(self, st: Stage) -> bool:
@@ -283,7 +292,7 @@ class Pipe:
         # on a GPU the whole same-scale chain fuses (data stays on the device); on a CPU
         # only point-wise runs, whose intermediates inline for free
         shape_ok = st.roi_in == st.roi_out if self.device == "cpu" else st.roi_in.scale == st.roi_out.scale
-        return (isinstance(m, HalideModule) and (m.pointwise or self.device != "cpu") and shape_ok
+        return (isinstance(m, HalideModule) and (m.pointwise_for(st.piece) or self.device != "cpu") and shape_ok
                 and not (st.piece.fast and m.flags & Flags.EXPENSIVE)
                 and not getattr(st.instance, "blend", None))
 

@@ -185,6 +185,13 @@ def tiny(tmp: Path, task: str, **kw):
         if kw.get("xtrans"):
             files["model_xtrans.onnx"] = xtrans_identity()
             variants["xtrans"] = {"input_kind": "xtrans_v1", "onnx": "model_xtrans.onnx"}
+        if kw.get("linear") is not None:  # ONNX bytes of a linear_v1 graph [1,3,T,T] -> [1,3,T,T]
+            files["model_linear.onnx"] = kw["linear"]
+            variants["linear"] = {"input_kind": "linear_v1", "onnx": "model_linear.onnx",
+                                  **kw.get("linear_settings", {})}
+        if kw.get("no_bayer"):
+            files.pop("model_bayer.onnx")
+            variants.pop("bayer")
         return install(tmp, kw.get("model_id", "rawdenoise-tiny"), "rawdenoise", files, variants=variants)
     if task == "mask":
         if kw.get("arch", "sam2") == "segnext":

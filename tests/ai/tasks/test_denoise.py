@@ -151,3 +151,23 @@ def test_ffdnet_on_a_real_raw_keeps_the_level_and_removes_noise(ai_on, raws, tmp
     assert abs(after.mean() / before.mean() - 1) < 0.01
     nb, na = flat_noise(before, before), flat_noise(after, before)
     assert np.median(nb / np.maximum(na, 1e-9)) >= 2.0
+
+
+def test_preview_of_a_region_equals_that_region_of_the_file(ai_on):
+    """darktable's split preview, ours on a region: the region with 64 px of context through the
+    user's pipe gives the same pixels as the whole-file result (stand-in model)."""
+    import tifffile
+    from PIL import Image
+
+    from pixelpipe.cli import main
+
+    tiny(ai_on, "denoise")
+    src = _png(ai_on / "q.png", np.random.default_rng(8), 150, 200)
+    assert main(["ai", "denoise", str(src), str(ai_on / "whole.tif"), "--sigma", "20", "--detail", "0.5"]) == 0
+    whole = np.moveaxis(tifffile.imread(ai_on / "whole.tif"), 2, 0)
+    before, after = denoise.denoise_preview(src, (70, 40, 60, 50), sigma=20.0, detail=0.5)
+    assert after.shape == before.shape == (3, 50, 60)
+    assert np.abs(after - whole[:, 40:90, 70:130]).max() < 1e-5
+    assert not np.allclose(before, after)
+    assert main(["ai", "denoise", str(src), str(ai_on / "prev.png"), "--preview", "70,40,60,50"]) == 0
+    assert np.asarray(Image.open(ai_on / "prev.png")).shape == (50, 124, 3)

@@ -8,12 +8,14 @@ centre kept -> ``[1, 3, sH, sW]`` clamped to [0, 1] -> the inverse curve ->
 a TIFF (32-bit float linear Rec.709 by default; 8/16-bit sRGB on request)
 beside the original with its group sidecar (see :mod:`.common`).
 
-Upscaling is an export step here (``pixelpipe ai upscale --scale 2|4``), not a
-pipe module: it changes the image's geometry, which darktable's module model
-ties to the input's size (every drawn mask, crop and ROI would have to follow
-a module that multiplies the size), and it belongs at the very end of the pipe,
-after output encoding, where only the export writer sits. A module would add
-nothing the export step does not do.
+Two ways to use it, as for denoise: :func:`upscale_file` (darktable's way,
+``pixelpipe ai upscale --scale 2|4``: a new, larger file grouped with its
+source) and the ``neural_upscale`` pipe module (:mod:`pixelpipe.modules.neural_upscale`,
+right after the output profile), with which an export comes out enlarged and a
+region of the enlarged image renders on its own (:func:`upscale_preview` is the
+command line's before/after view of such a region). The file way leaves an
+enabled ``neural_upscale`` of the edit out (a notice says so) instead of
+enlarging twice.
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, scale: int, *, 
     check_scale(model, scale)
     session = common.session_for(model, scale=scale)
     photo = common.open_photo(src, sidecar)
+    _without_module(photo)
     lin = common.render_linear(photo)
     sizes = model.config.attributes.get("input_sizes")
     out = upscale_linear(session, lin, scale, ladder=tuple(sizes) if sizes else None, progress=progress)
@@ -87,6 +90,14 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike, scale: int, *, 
     return Result(src, dst, side, time.perf_counter() - t0, list(photo.notices), settings)
 
 
+def _without_module(photo) -> None:
+    """Switch off an enabled neural_upscale of the edit (the file is enlarged once, here)."""
+    for inst in photo.edit.instances:
+        if inst.op == "neural_upscale" and inst.enabled:
+            inst.enabled = False
+            photo.notices.append("the edit's neural_upscale module is left out (the file is upscaled here)")
+
+
 def upscale_preview(src, roi_xywh, scale: int, *, sidecar=None) -> tuple[np.ndarray, np.ndarray]:
     """(before, after) of a region of the full-size output: the region upscaled by
     nearest neighbour and by the model (16 px of context, as the tiles have)."""
@@ -96,6 +107,7 @@ def upscale_preview(src, roi_xywh, scale: int, *, sidecar=None) -> tuple[np.ndar
     check_scale(model, scale)
     session = common.session_for(model, scale=scale)
     photo = common.open_photo(src, sidecar)
+    _without_module(photo)
     W, H = common.full_output_size(photo)
     roi = common.clip_roi(roi_xywh, (W, H))
     pad = OVERLAP_UPSCALE
