@@ -50,7 +50,8 @@ _memory: dict[str, "Kernel"] = {}
 _jit_notice_shown = False
 
 
-def _halide_version() -> str:
+@functools.lru_cache(maxsize=None)
+def _halide_version() -> str:  # read once: the package metadata lookup costs ~1 ms
     try:
         from importlib.metadata import version
 
