@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from . import halide_ops as ho
+from .buffers import empty
 from .kernels import degenerate, f32, get_kernel, source_tag_of, widen
 
 
@@ -167,6 +168,6 @@ def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu") -> np.ndarray:
         return np.ascontiguousarray(out[..., :rois[-1][1].height, :rois[-1][1].width])
     args = [f32(inp)] + chain_args(chain, rois)
     last_m, last_p = chain[-1]
-    out = np.empty(last_m.output_shape(last_p, rois[-1][1]), np.float32)
+    out = empty(last_m.output_shape(last_p, rois[-1][1]), np.float32)
     fused_kernel(chain, device)(*args, out)
     return out

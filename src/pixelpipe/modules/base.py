@@ -440,6 +440,7 @@ class HalideModule(Module):
         return self._process(piece, inp, roi_in, roi_out)
 
     def _process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+        from ..engine.buffers import empty
         from ..engine.kernels import f32
 
         args = [f32(inp)] + self.runtime_args(piece, roi_in, roi_out)
@@ -447,6 +448,6 @@ class HalideModule(Module):
         sx = roi_out.x - int(round(roi_in.x * roi_out.scale / roi_in.scale))
         sy = roi_out.y - int(round(roi_in.y * roi_out.scale / roi_in.scale))
         args += [w, h, sx, sy]
-        out = np.empty(self.output_shape(piece, roi_out), np.float32)
+        out = empty(self.output_shape(piece, roi_out), np.float32)
         self.kernel(piece)(*args, out)
         return out

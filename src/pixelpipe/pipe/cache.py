@@ -40,11 +40,16 @@ class Line:
     important: bool = False
 
 
+#: lines kept per slot (see PipeCache.put)
+SLOT_KEEP = 2
+
+
 class PipeCache:
     def __init__(self, lines: int, cap_bytes: int | None = None):
         self.max_lines = max(2, int(lines))
         self.cap = int(cap_bytes if cap_bytes is not None else default_cap())
         self._lines: "OrderedDict[str, Line]" = OrderedDict()
+        self._slots: dict = {}  # slot -> keys of its lines, oldest first
         self.hits = 0
         self.misses = 0
 
@@ -67,13 +72,34 @@ class PipeCache:
         self.hits += 1
         return line.data
 
-    def put(self, key: str, data: np.ndarray, important: bool = False) -> None:
+    def put(self, key: str, data: np.ndarray, important: bool = False, slot=None) -> None:
+        """Store ``data`` under ``key``. ``slot`` (e.g. stage and region) groups the lines that
+        replace one another when a parameter upstream changes: only the newest SLOT_KEEP of a
+        slot stay (the previous one serves an undo), so dragging a slider does not fill the
+        cache with outputs nobody will ask for again."""
         if data.nbytes > self.cap:
             return  # larger than the whole cache: not worth evicting everything
         data.setflags(write=False)  # a cached buffer is shared; nobody may change it
         self._lines[key] = Line(data, important)
         self._lines.move_to_end(key)
+        if slot is not None:
+            keys = self._slots.setdefault(slot, [])
+            if key in keys:
+                keys.remove(key)
+            keys.append(key)
+            for old in keys[:-SLOT_KEEP]:
+                if old in self._lines and not self._lines[old].important:
+                    self._drop(old)  # (no local reference to the line: its buffer may be reused)
+            self._slots[slot] = [k for k in keys if k in self._lines]
         self._evict(keep=key)
+
+    def _drop(self, key: str) -> None:
+        """Forget a line; its buffer goes to the pool when nothing else holds it."""
+        from ..engine.buffers import POOL
+
+        data = self._lines.pop(key).data
+        POOL.give(data)
+        del data
 
     def mark_important(self, key: str) -> None:
         for k, line in self._lines.items():
@@ -89,7 +115,8 @@ class PipeCache:
                     return
                 if k == keep or (self._lines[k].important and not important_too):
                     continue
-                del self._lines[k]
+                self._drop(k)
 
     def invalidate(self) -> None:
         self._lines.clear()
+        self._slots.clear()

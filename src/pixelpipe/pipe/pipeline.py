@@ -278,7 +278,7 @@ class Pipe:
                 time.perf_counter() - t_stage
             if i == focus_in:
                 self.cache.mark_important("")  # only one important line at a time
-            self.cache.put(keys[i], out, important=i == focus_in)
+            self.cache.put(keys[i], out, important=i == focus_in, slot=(st.label, st.roi_out))
             buf = out
             i += 1
         self.last = rec
