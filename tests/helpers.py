@@ -68,6 +68,42 @@ def run_module(op, image, inp, params=None, dsc=None, roi_in=None, roi_out=None,
     return mod.process(piece, inp, roi_in, roi_out), piece
 
 
+def run_at(op, img, params, buf, scale=1.0, roi_out=None, space="rec2020", **kw):
+    """Run one module as the pipe does: ``buf`` is the whole input at ``scale`` (its colour space
+    ``space``); the input region the module asks for is clamped to the buffer and cut out of it.
+    ``fast=True`` (a Piece field) runs the module's fast path."""
+    mod = registry()[op]()
+    piece = Piece(op, 0, params, img, **kw)
+    h, w = buf.shape[-2:]
+    W, H = int(round(w / scale)), int(round(h / scale))
+    piece.buf_in = (W, H)
+    piece.dsc_in = BufferDesc(3, None, space)
+    mod.commit(piece)
+    fo = mod.modify_roi_out(piece, ROI(0, 0, W, H, 1.0))
+    piece.buf_out = (fo.width, fo.height)
+    piece.dsc_out = mod.output_desc(piece, piece.dsc_in)
+    if roi_out is None:
+        roi_out = ROI(0, 0, max(1, round(fo.width * scale)), max(1, round(fo.height * scale)), scale)
+    r = mod.modify_roi_in(piece, roi_out)
+    x0, y0 = max(0, r.x), max(0, r.y)
+    x1, y1 = min(w, r.x + r.width), min(h, r.y + r.height)
+    r = ROI(x0, y0, max(1, x1 - x0), max(1, y1 - y0), r.scale)
+    inp = np.ascontiguousarray(buf[..., r.y: r.y + r.height, r.x: r.x + r.width])
+    fn = mod.process_fast if kw.get("fast") else mod.process
+    return fn(piece, inp, r, roi_out), piece
+
+
+def hostile_inputs(shape, rng):
+    """The inputs every module must survive: all black, all clipped (1.0), and wild values
+    (-1..5 with NaN and Inf sprinkled in)."""
+    yield np.zeros(shape, np.float32)
+    yield np.full(shape, 1.0, np.float32)
+    wild = rng.uniform(-1, 5, shape).astype(np.float32)
+    wild.flat[::3] = np.nan
+    wild.flat[1::4] = np.inf
+    yield wild
+
+
 def mosaic_of(rgb: np.ndarray, pattern=RGGB) -> np.ndarray:
     """(3, H, W) -> (H, W) Bayer mosaic (pattern indices 0 R, 1 G, 2 B, 3 G2)."""
     _, h, w = rgb.shape

@@ -10,35 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import rgb_image, smooth_test_image
+from helpers import hostile_inputs, rgb_image, smooth_test_image
+import helpers
 from pixelpipe.modules import registry
 from pixelpipe.modules._nbhd import cubic_np
 from pixelpipe.modules.ashift import AshiftParams, apply_h, homography
-from pixelpipe.modules.base import BufferDesc, Piece, ROI
+from pixelpipe.modules.base import ROI
 
 rng = np.random.default_rng(4)
 
 
-def run_at(op, img, params, buf, scale=1.0, roi_out=None, **kw):
-    """Run one module as the pipe does (input region clamped to the buffer and cut)."""
-    mod = registry()[op]()
-    piece = Piece(op, 0, params, img, **kw)
-    h, w = buf.shape[-2:]
-    W, H = int(round(w / scale)), int(round(h / scale))
-    piece.buf_in = (W, H)
-    piece.dsc_in = BufferDesc(3, None, "camera")
-    mod.commit(piece)
-    fo = mod.modify_roi_out(piece, ROI(0, 0, W, H, 1.0))
-    piece.buf_out = (fo.width, fo.height)
-    piece.dsc_out = mod.output_desc(piece, piece.dsc_in)
-    if roi_out is None:
-        roi_out = ROI(0, 0, max(1, round(fo.width * scale)), max(1, round(fo.height * scale)), scale)
-    r = mod.modify_roi_in(piece, roi_out)
-    x0, y0 = max(0, r.x), max(0, r.y)
-    x1, y1 = min(w, r.x + r.width), min(h, r.y + r.height)
-    r = ROI(x0, y0, max(1, x1 - x0), max(1, y1 - y0), r.scale)
-    inp = np.ascontiguousarray(buf[..., r.y: r.y + r.height, r.x: r.x + r.width])
-    return mod.process(piece, inp, r, roi_out), piece
+def run_at(*args, **kw):
+    return helpers.run_at(*args, space="camera", **kw)  # this module's tests feed camera RGB
 
 
 def test_identity_and_quarter_turn_are_exact():
@@ -121,14 +104,6 @@ def test_region_equals_whole_image_cut(scale):
                                                                        shear=0.5, aspect=2.0, f_length=1,
                                                                        crop_factor=0.5, cropmode="largest")])
 def test_never_non_finite(shape, p):
-    for fill in ("black", "clipped", "wild"):
-        if fill == "black":
-            inp = np.zeros(shape, np.float32)
-        elif fill == "clipped":
-            inp = np.full(shape, 1.0, np.float32)
-        else:
-            inp = rng.uniform(-1, 5, shape).astype(np.float32)
-            inp.flat[::3] = np.nan
-            inp.flat[1::4] = np.inf
+    for inp in hostile_inputs(shape, rng):
         out, piece = run_at("ashift", rgb_image(inp), p, inp)
         assert np.isfinite(out).all() and out.shape[0] == 3

@@ -7,35 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import rgb_image, smooth_test_image
-from pixelpipe.modules import registry
+from helpers import hostile_inputs, rgb_image, run_at, smooth_test_image
 from pixelpipe.modules._nbhd import Y_REC2020, lightness_np, luminance_of_lightness_np, with_luminance_np
-from pixelpipe.modules.base import BufferDesc, Piece, ROI
+from pixelpipe.modules.base import ROI
 from pixelpipe.modules.bilat import BilatParams, grid_geometry
 
 rng = np.random.default_rng(3)
-
-
-def run_at(op, img, params, buf, scale=1.0, roi_out=None, **kw):
-    """Run one module as the pipe does (input region clamped to the buffer and cut)."""
-    mod = registry()[op]()
-    piece = Piece(op, 0, params, img, **kw)
-    h, w = buf.shape[-2:]
-    W, H = int(round(w / scale)), int(round(h / scale))
-    piece.buf_in = (W, H)
-    piece.dsc_in = BufferDesc(3, None, "rec2020")
-    mod.commit(piece)
-    fo = mod.modify_roi_out(piece, ROI(0, 0, W, H, 1.0))
-    piece.buf_out = (fo.width, fo.height)
-    piece.dsc_out = mod.output_desc(piece, piece.dsc_in)
-    if roi_out is None:
-        roi_out = ROI(0, 0, max(1, round(fo.width * scale)), max(1, round(fo.height * scale)), scale)
-    r = mod.modify_roi_in(piece, roi_out)
-    x0, y0 = max(0, r.x), max(0, r.y)
-    x1, y1 = min(w, r.x + r.width), min(h, r.y + r.height)
-    r = ROI(x0, y0, max(1, x1 - x0), max(1, y1 - y0), r.scale)
-    inp = np.ascontiguousarray(buf[..., r.y: r.y + r.height, r.x: r.x + r.width])
-    return mod.process(piece, inp, r, roi_out), piece
 
 
 def reference(inp, p: BilatParams, scale=1.0):
@@ -113,15 +90,7 @@ def test_region_equals_whole_image_cut(scale):
 @pytest.mark.parametrize("shape", [(3, 1, 1), (3, 2, 2), (3, 1, 100000)])
 @pytest.mark.parametrize("p", [BilatParams(), BilatParams(detail=4.0, sigma_s=1, sigma_r=1, shadows=2, highlights=0)])
 def test_never_non_finite(shape, p):
-    for fill in ("black", "clipped", "wild"):
-        if fill == "black":
-            inp = np.zeros(shape, np.float32)
-        elif fill == "clipped":
-            inp = np.full(shape, 1.0, np.float32)
-        else:
-            inp = rng.uniform(-1, 5, shape).astype(np.float32)
-            inp.flat[::3] = np.nan
-            inp.flat[1::4] = np.inf
+    for inp in hostile_inputs(shape, rng):
         out, _ = run_at("bilat", rgb_image(inp), p, inp)
         assert out.shape == shape and np.isfinite(out).all()
 

@@ -12,36 +12,14 @@ import math
 import numpy as np
 import pytest
 
-from helpers import rgb_image, smooth_test_image
+from helpers import hostile_inputs, rgb_image, run_at, smooth_test_image
 from pixelpipe.modules import registry
 from pixelpipe.modules._nbhd import box_mean_np, sane_np
-from pixelpipe.modules.base import BufferDesc, Piece, ROI
+from pixelpipe.modules.base import Piece, ROI
 from pixelpipe.modules.toneequal import (DS, MIN_FLOAT, ToneequalParams, correction_np, filter_radius, gains_of,
                                          mask_constants, norm_np, rbf_factors)
 
 rng = np.random.default_rng(11)
-
-
-def run_at(op, img, params, buf, scale=1.0, roi_out=None, **kw):
-    """Run one module as the pipe does (input region clamped to the buffer and cut)."""
-    mod = registry()[op]()
-    piece = Piece(op, 0, params, img, **kw)
-    h, w = buf.shape[-2:]
-    W, H = int(round(w / scale)), int(round(h / scale))
-    piece.buf_in = (W, H)
-    piece.dsc_in = BufferDesc(3, None, "rec2020")
-    mod.commit(piece)
-    fo = mod.modify_roi_out(piece, ROI(0, 0, W, H, 1.0))
-    piece.buf_out = (fo.width, fo.height)
-    piece.dsc_out = mod.output_desc(piece, piece.dsc_in)
-    if roi_out is None:
-        roi_out = ROI(0, 0, max(1, round(fo.width * scale)), max(1, round(fo.height * scale)), scale)
-    r = mod.modify_roi_in(piece, roi_out)
-    x0, y0 = max(0, r.x), max(0, r.y)
-    x1, y1 = min(w, r.x + r.width), min(h, r.y + r.height)
-    r = ROI(x0, y0, max(1, x1 - x0), max(1, y1 - y0), r.scale)
-    inp = np.ascontiguousarray(buf[..., r.y: r.y + r.height, r.x: r.x + r.width])
-    return mod.process(piece, inp, r, roi_out), piece
 
 
 def reference(inp, p: ToneequalParams):
@@ -165,14 +143,6 @@ def test_padding_is_stated_next_to_the_algorithm():
                                                feathering=0.01, iterations=20, blending=100, exposure_boost=16,
                                                contrast_boost=-16, smoothing=4.0, noise=2, speculars=-2)])
 def test_never_non_finite(shape, p):
-    for fill in ("black", "clipped", "wild"):
-        if fill == "black":
-            inp = np.zeros(shape, np.float32)
-        elif fill == "clipped":
-            inp = np.full(shape, 1.0, np.float32)
-        else:
-            inp = rng.uniform(-1, 5, shape).astype(np.float32)
-            inp.flat[::3] = np.nan
-            inp.flat[1::4] = np.inf
+    for inp in hostile_inputs(shape, rng):
         out, _ = run_at("toneequal", rgb_image(inp), p, inp)
         assert out.shape == shape and np.isfinite(out).all()

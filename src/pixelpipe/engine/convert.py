@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import halide_ops as ho
-from .kernels import degenerate, get_kernel, source_tag_of
+from .kernels import get_kernel, source_tag_of
 
 
 def _build(bits: int):
@@ -45,6 +45,6 @@ def fast_path(rgb: np.ndarray) -> np.ndarray | None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.float32:
         return None
     planar = rgb.transpose(2, 0, 1)
-    if not planar.flags.c_contiguous or degenerate(planar.shape) or min(planar.shape[1:]) < 2:
+    if not planar.flags.c_contiguous or min(planar.shape[1:]) < 2:
         return None
     return planar

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import halide_ops as ho
 from .buffers import empty
-from .kernels import degenerate, f32, get_kernel, source_tag_of, widen
+from .kernels import f32, get_kernel, source_tag_of, widen
 
 
 def chain_variant(chain) -> str:
@@ -159,15 +159,19 @@ def chain_args(chain, rois) -> list:
 
 
 def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu") -> np.ndarray:
+    """Run ``chain`` on ``inp``; (roi_in, roi_out) of each stage in ``rois``. Buffers with a row
+    or column of one pixel are widened as in ``HalideModule.process`` (the kernels still get
+    the true sizes from the regions) and the output cropped back."""
     last_m, last_p = chain[-1]
-    if degenerate(inp.shape) or degenerate(last_m.output_shape(last_p, rois[-1][1])):
-        def at_least_2(r):
-            return r.with_(width=max(2, r.width), height=max(2, r.height))
-        wide = [(at_least_2(a), at_least_2(b)) for a, b in rois]
-        out = run_fused(chain, widen(inp), wide, device)
-        return np.ascontiguousarray(out[..., :rois[-1][1].height, :rois[-1][1].width])
+    rout = rois[-1][1]
+    h, w = inp.shape[-2:]
+    thin = min(h, w, rout.width, rout.height) < 2
+    if thin:
+        inp = widen(inp)
+        rout = rout.with_(width=max(2, rout.width), height=max(2, rout.height))
     args = [f32(inp)] + chain_args(chain, rois)
-    last_m, last_p = chain[-1]
-    out = empty(last_m.output_shape(last_p, rois[-1][1]), np.float32)
+    out = empty(last_m.output_shape(last_p, rout), np.float32)
     fused_kernel(chain, device)(*args, out)
+    if thin:
+        return np.ascontiguousarray(out[..., :rois[-1][1].height, :rois[-1][1].width])
     return out

@@ -198,18 +198,13 @@ def get_kernel(name: str, builder: Builder, *, variant: str = "", device: str = 
         return k
 
 
-def degenerate(shape) -> bool:
-    """True for a multi-axis shape with at most one axis longer than 1 ((3, 1, 1), (1, W), (H, 1)).
-
-    Halide's Python-extension glue reads such an array (C- and Fortran-contiguous
-    at once) in Fortran order, which swaps its axes; callers widen the image to
-    2x2 (:func:`widen`) and crop the result.
-    """
-    return len(shape) > 1 and sum(n > 1 for n in shape) <= 1
-
-
 def widen(a: np.ndarray) -> np.ndarray:
-    """``a`` with its last two axes edge-padded to at least 2 (the same values a clamped read sees)."""
+    """``a`` with its last two axes edge-padded to at least 2 (the same values a clamped read sees).
+
+    Halide's Python-extension glue reads an array that is C- and Fortran-contiguous at once
+    (at most one axis longer than 1, e.g. (3, 1, 1)) in Fortran order, swapping its axes;
+    callers widen thin images with this and crop the result.
+    """
     h, w = a.shape[-2:]
     pad = [(0, 0)] * (a.ndim - 2) + [(0, max(0, 2 - h)), (0, max(0, 2 - w))]
     return np.pad(a, pad, mode="edge")

@@ -430,21 +430,27 @@ class HalideModule(Module):
         return args
 
     def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
-        from ..engine.kernels import degenerate, f32, widen
+        from ..engine.kernels import widen
 
-        if degenerate(inp.shape) or degenerate(self.output_shape(piece, roi_out)):
+        h, w = inp.shape[-2:]
+        if min(h, w, roi_out.width, roi_out.height) < 2:
+            # Halide's Python glue swaps the axes of an array with at most one axis longer
+            # than 1: the buffer and the output are widened to 2 by repeating their edge; the
+            # kernel still gets the true input size, so neighbourhood algorithms (and a
+            # mosaic's CFA phase) never take the repeated pixels for real ones; cropped back.
             def at_least_2(r):
                 return r.with_(width=max(2, r.width), height=max(2, r.height))
-            out = self._process(piece, widen(inp), at_least_2(roi_in), at_least_2(roi_out))
+            out = self._process(piece, widen(inp), at_least_2(roi_in), at_least_2(roi_out), size=(w, h))
             return np.ascontiguousarray(out[..., :roi_out.height, :roi_out.width])
         return self._process(piece, inp, roi_in, roi_out)
 
-    def _process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
+    def _process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI,
+                 size: tuple[int, int] | None = None) -> np.ndarray:
         from ..engine.buffers import empty
         from ..engine.kernels import f32
 
         args = [f32(inp)] + self.runtime_args(piece, roi_in, roi_out)
-        h, w = inp.shape[-2:]
+        w, h = size or (inp.shape[-1], inp.shape[-2])
         sx = roi_out.x - int(round(roi_in.x * roi_out.scale / roi_in.scale))
         sy = roi_out.y - int(round(roi_in.y * roi_out.scale / roi_in.scale))
         args += [w, h, sx, sy]

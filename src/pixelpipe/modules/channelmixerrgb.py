@@ -333,13 +333,8 @@ def tuple_stage(name: str, exprs, stages: list) -> list:
 
 
 class SmallImageSafe:
-    """Mixin for HalideModules using the helpers of this file.
-
-    1x1 planar images run as 1x2 and are cropped back (the Halide Python
-    extensions refuse a (3, 1, 1) buffer with "Invalid buffer"; every other
-    size works), and the kernel variant carries :func:`helper_tag` so that
-    the kernel cache notices changes to the helpers.
-    """
+    """Mixin for HalideModules using the helpers of this file: the kernel variant carries
+    :func:`helper_tag` so that the kernel cache notices changes to the helpers."""
 
     helper_modules: ClassVar[tuple[str, ...]] = ()
 
@@ -347,13 +342,6 @@ class SmallImageSafe:
         base = super().variant(piece)
         tag = helper_tag(*self.helper_modules)
         return f"{base}_{tag}" if base else tag
-
-    def process(self, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
-        if inp.ndim == 3 and inp.shape[-2:] == (1, 1) and (roi_out.width, roi_out.height) == (1, 1):
-            wide = np.ascontiguousarray(np.concatenate([inp, inp], axis=-1))
-            out = super().process(piece, wide, roi_in.with_(width=2), roi_out.with_(width=2))
-            return np.ascontiguousarray(out[..., :1])
-        return super().process(piece, inp, roi_in, roi_out)
 
 
 class Channelmixerrgb(SmallImageSafe, HalideModule):

@@ -86,7 +86,6 @@ import numpy as np
 from ..engine.halide_ops import GUARD, VEC, c, clamped, rows, x, y, yi, yo
 from ..engine.kernels import f32, get_kernel, source_tag_of
 from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
-from .rawprepare import process_padded
 
 MODES = ("opposed", "clip")
 #: darktable's clipping margin for inpaint opposed (highlights_clip_magics)
@@ -611,6 +610,3 @@ class Highlights(HalideModule):
                 # lut[i, j] (Halide) = colour at column phase i, row phase j
                 vals["lut"] = tiled_lut(piece.image.cfa.rgb_pattern())
         return vals
-
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        return process_padded(self, piece, inp, roi_in, roi_out)

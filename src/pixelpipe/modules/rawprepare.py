@@ -92,32 +92,6 @@ def at_least_2(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.pad(a, pad, mode="edge") if any(p[1] for p in pad) else a)
 
 
-def process_padded(module, piece: Piece, inp: np.ndarray, roi_in: ROI, roi_out: ROI) -> np.ndarray:
-    """``HalideModule.process`` for buffers with a row or column of one pixel (1x1, Nx1, 1xN).
-
-    The buffer and the output are widened to 2 by repeating their edge; the
-    kernel still gets the true input size (``in_w``, ``in_h``), so neighbourhood
-    algorithms never take the repeated pixels for real ones; the output is
-    cropped back.
-    """
-    from .base import HalideModule
-
-    h, w = inp.shape[-2:]
-    if min(h, w, roi_out.width, roi_out.height) >= 2:
-        return HalideModule.process(module, piece, inp, roi_in, roi_out)
-    pad = [(0, 0)] * (inp.ndim - 2) + [(0, max(0, 2 - h)), (0, max(0, 2 - w))]
-    wide = np.pad(np.asarray(inp, np.float32), pad, mode="edge")
-    rin = roi_in.with_(width=max(2, roi_in.width), height=max(2, roi_in.height))
-    rout = roi_out.with_(width=max(2, roi_out.width), height=max(2, roi_out.height))
-    args = [f32(wide)] + module.runtime_args(piece, rin, rout)
-    sx = roi_out.x - int(round(roi_in.x * roi_out.scale / roi_in.scale))
-    sy = roi_out.y - int(round(roi_in.y * roi_out.scale / roi_in.scale))
-    args += [w, h, sx, sy]
-    out = np.empty(module.output_shape(piece, rout), np.float32)
-    module.kernel(piece)(*args, out)
-    return np.ascontiguousarray(out[..., : roi_out.height, : roi_out.width])
-
-
 # --------------------------------------------------------------------------- levels
 
 def level_tables(image, p: RawprepareParams, planar: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +272,4 @@ class Rawprepare(HalideModule):
             vals.update({"gains": np.ones((2, 2, 2), np.float32), "gx": -np.ones((2, 2), np.float32),
                          "gy": -np.ones((2, 2), np.float32), "gch": np.zeros(2, np.int32)})
         return vals
-
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        return process_padded(self, piece, inp, roi_in, roi_out)
 

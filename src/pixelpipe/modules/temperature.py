@@ -44,7 +44,7 @@ import numpy as np
 from ..engine.halide_ops import c, pattern_lut, x, y
 from ..engine.kernels import f32
 from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
-from .rawprepare import at_least_2, process_padded
+from .rawprepare import at_least_2
 
 PRESETS = ("as-shot", "camera-reference", "daylight", "temperature", "user")
 #: darktable's temperature range (K) and tint range
@@ -300,6 +300,3 @@ class Temperature(HalideModule):
             pat = np.asarray(cfa.pattern).reshape(1, -1) if cfa is not None else np.arange(3).reshape(1, 3)
             return {"coeff": f32(at_least_2(c[np.clip(pat, 0, 3)])), "ox": 0, "oy": 0}
         return {"coeff": at_least_2(pattern_lut(cfa.pattern, c)), "ox": roi_in.x, "oy": roi_in.y}
-
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        return process_padded(self, piece, inp, roi_in, roi_out)
