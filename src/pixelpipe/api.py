@@ -94,9 +94,13 @@ class Photo:
         rgb = planar.transpose(1, 2, 0)
         profile = p.output_profile()
         exif = self.image.raw_exif_bytes or dict(self.image.exif) or None
-        return write_image(output, rgb, bpp=bpp, icc=icc_profile(profile), exif=exif, quality=quality,
-                           overwrite=overwrite,
-                           metadata={"Software": "pixelpipe", "pixelpipe:source": os.path.basename(self.image.path)})
+        written = write_image(output, rgb, bpp=bpp, icc=icc_profile(profile), exif=exif, quality=quality,
+                              overwrite=overwrite,
+                              metadata={"Software": "pixelpipe",
+                                        "pixelpipe:source": os.path.basename(self.image.path)})
+        del planar, rgb
+        p.release()  # a warm process's next export reuses the buffers
+        return written
 
 
 def open(path: str | os.PathLike, *, sidecar: str | os.PathLike | None = None, workflow: str | None = None,

@@ -151,14 +151,52 @@ def _jobs_count(value: Any) -> int:
     return n
 
 
+#: files in flight in one process (``PIXELPIPE_IN_FLIGHT`` overrides; 1 = strictly one after another)
+IN_FLIGHT = 2
+
+
 def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading.Event) -> bool:
+    """This process, file after file, with two files in flight.
+
+    A file's decoding, hashing and JPEG encoding run on one core, its kernels on all of
+    them; with a second file in flight one file's single-threaded steps overlap the
+    other's kernels (Halide and the codecs release the GIL), so no core waits. Results
+    are reported as files finish. On Ctrl-C no new file starts and the files in progress
+    are finished (their outputs are complete or absent, never partial).
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     from .worker import process_job
 
-    for job in plan.jobs:
-        if cancel.is_set():
-            return False
-        on_result(process_job(job, plan.settings, raise_errors=plan.single))
-    return True
+    depth = int(os.environ.get("PIXELPIPE_IN_FLIGHT", IN_FLIGHT))
+    if plan.single or len(plan.jobs) < 2 or depth < 2:
+        for job in plan.jobs:
+            if cancel.is_set():
+                return False
+            on_result(process_job(job, plan.settings, raise_errors=plan.single))
+        return True
+    jobs = iter(plan.jobs)
+    pending: set = set()
+    with ThreadPoolExecutor(depth, thread_name_prefix="pixelpipe-file") as pool:
+        def start_next() -> None:
+            job = None if cancel.is_set() else next(jobs, None)
+            if job is not None:
+                pending.add(pool.submit(process_job, job, plan.settings))
+
+        for _ in range(depth):
+            start_next()
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    pending.discard(f)
+                    on_result(f.result())
+                    start_next()
+        except KeyboardInterrupt:
+            cancel.set()
+            wait(pending)
+            raise
+    return not cancel.is_set()
 
 
 class DaskEngine:

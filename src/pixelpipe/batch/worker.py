@@ -124,6 +124,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
                               "pid": os.getpid()}
     per_out: list[dict] = [{"preset": p.name, "path": None, "display": None, "status": None, "reason": None,
                             "seconds": 0.0} for p in presets]
+    pipes: dict[bool, Any] = {}
     try:
         cwd = settings["cwd"]
         overwrite = bool(settings.get("overwrite"))
@@ -149,7 +150,6 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
             else:
                 todo.append(k)
         image = edit = None
-        pipes: dict[bool, Any] = {}
         if todo:
             spread_gpus(settings.get("device"))
             from ..io.decode import load
@@ -190,6 +190,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
                     if n not in result["notices"]:
                         result["notices"].append(n)
                 _write(out.path, planar, p, pipe, image, recipes[k], overwrite)
+                planar = None  # so that release() below may reuse its buffer
                 per_out[k]["status"] = WRITTEN
             except KeyboardInterrupt:
                 raise
@@ -218,6 +219,9 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
             if o["status"] is None:
                 o["status"] = FAILED
                 o["reason"] = result["error"]
+    planar = None
+    for pipe in pipes.values():
+        pipe.release()  # the next file's modules write into these buffers
     for k, o in enumerate(per_out):
         if outs[k] is not None:
             o["path"], o["display"] = outs[k].path, outs[k].display

@@ -200,6 +200,63 @@ def build_ppg():
 #: RCD's refinement (step 5, ours): window radius of the channel-correlation gate and its exponent
 RCD_REFINE = dict(radius=2, power=2)
 
+# RCD runs on the quad grid: quad (x, y) holds the photosites (2 x + i + ox, 2 y + j + oy)
+# of the four sites (i, j), (ox, oy) the red site of the pattern, so every site of a quad
+# has a known colour
+SITE_R, SITE_GR, SITE_GB, SITE_B = (0, 0), (1, 0), (0, 1), (1, 1)
+ALL_SITES = (SITE_R, SITE_GR, SITE_GB, SITE_B)
+CHROMA_SITES = (SITE_R, SITE_B)
+GREEN_SITES = (SITE_GR, SITE_GB)
+
+
+def _site(s, dx, dy):
+    """The site of the photosite (dx, dy) away from site ``s``, and its quad's offset."""
+    i, j = s[0] + dx, s[1] + dy
+    return (i % 2, j % 2), i // 2, j // 2
+
+
+class _Quads:
+    """Funcs on the quad grid. ``plane`` stores a quantity at some sites of every quad
+    (one Func ``[x, y, c]``, its sites x channels along ``c``) and returns its accessor
+    ``f(s, dx, dy, ch, at)``: the value at the photosite (dx, dy) away from site ``s``
+    of the quad ``at`` (default (x, y))."""
+
+    def __init__(self):
+        self.stages: list[hl.Func] = []
+
+    def plane(self, name: str, sites, expr_of, channels=None):
+        """``channels``: one list for every site, or a dict of each site's."""
+        per_site = channels if isinstance(channels, dict) else {s: channels or [None] for s in sites}
+        keys = [(s, ch) for s in sites for ch in per_site[s]]
+        of = (lambda s, ch: expr_of(s, ch)) if channels else (lambda s, ch: expr_of(s))
+        e = of(*keys[-1])
+        for k in reversed(range(len(keys) - 1)):
+            e = hl.select(c == k, of(*keys[k]), e)
+        f = hl.Func(name)
+        f[x, y, c] = e
+        f.bound(c, 0, len(keys))
+        self.stages.append(f)
+
+        def acc(s, dx=0, dy=0, ch=None, at=(x, y)):
+            t, qx, qy = _site(s, dx, dy)
+            return hl.Expr(f[at[0] + qx, at[1] + qy, keys.index((t, ch))])
+        return acc
+
+
+def _near(field, s, *ch):
+    """``field`` around site ``s``: (dx, dy) -> value."""
+    return lambda dx=0, dy=0: field(s, dx, dy, *ch)
+
+
+def _interleaved(field, ch, ox, oy) -> hl.Expr:
+    """A field's value at pixel (x, y) (its four sites interleaved)."""
+    xx, yy = x - ox, y - oy
+    at = (xx // 2, yy // 2)
+    v = {s: field(s, 0, 0, ch, at=at) for s in ALL_SITES}
+    even_x = xx % 2 == 0
+    return hl.select(yy % 2 == 0, hl.select(even_x, v[SITE_R], v[SITE_GR]),
+                     hl.select(even_x, v[SITE_GB], v[SITE_B]))
+
 
 def build_rcd(refine: bool = True):
     """Ratio Corrected Demosaicing (Luis Sanz Rodríguez, release 2.2/2.3, darktable's default)
@@ -229,166 +286,200 @@ def build_rcd(refine: bool = True):
        and step 4 is run again on the new green.
     Input is clipped at 0 (ratios), outputs are >= 0, as darktable does.
     Support radius 18 px (steps 1-4: 10, step 5: 3 + the second step 4).
+
+    Every stage is computed on the 2x2 quads of the mosaic and only at the sites
+    where it is used (green at R/B, R and B at G, ...), so no stage tests the
+    colour of a pixel; the output interleaves the quads. The pattern must be a
+    Bayer one (greens on a diagonal); its phase is a runtime offset of the quads.
     """
     raw, pat = bayer_io()
     m = hl.BoundaryConditions.mirror_interior(raw)
-    cfa = hl.Func("rcd_cfa")
-    cfa[x, y] = hl.max(m[x, y], 0.0)
-    C = lambda dx, dy: hl.Expr(cfa[x + dx, y + dy])  # noqa: E731
-    here = colour(pat, x, y)
-    stages = [cfa]
-
-    def func(name):
-        f = hl.Func(name)
-        stages.append(f)
-        return f
+    ox = hl.select((pat[1, 0] == 0) | (pat[1, 1] == 0), 1, 0)  # the red site of the pattern
+    oy = hl.select((pat[0, 1] == 0) | (pat[1, 1] == 0), 1, 0)
+    q = _Quads()
+    cfa = q.plane("rcd_cfa", ALL_SITES, lambda s: hl.max(m[2 * x + s[0] + ox, 2 * y + s[1] + oy], 0.0))
 
     # step 1: vertical / horizontal discrimination
-    hpv, hph = func("rcd_hpf_v"), func("rcd_hpf_h")
-    hpv[x, y] = _sq((C(0, -3) - C(0, -1) - C(0, 1) + C(0, 3)) - 3 * (C(0, -2) + C(0, 2)) + 6 * C(0, 0))
-    hph[x, y] = _sq((C(-3, 0) - C(-1, 0) - C(1, 0) + C(3, 0)) - 3 * (C(-2, 0) + C(2, 0)) + 6 * C(0, 0))
-    vh = func("rcd_vh")
-    vs = hl.max(EPSSQ, hpv[x, y - 1] + hpv[x, y] + hpv[x, y + 1])
-    hs = hl.max(EPSSQ, hph[x - 1, y] + hph[x, y] + hph[x + 1, y])
-    vh[x, y] = vs / (vs + hs)
+    def hpf(s, ux, uy):
+        C = _near(cfa, s)
+        return _sq((C(-3 * ux, -3 * uy) - C(-ux, -uy) - C(ux, uy) + C(3 * ux, 3 * uy))
+                   - 3 * (C(-2 * ux, -2 * uy) + C(2 * ux, 2 * uy)) + 6 * C(0, 0))
+    hpv = q.plane("rcd_hpf_v", ALL_SITES, lambda s: hpf(s, 0, 1))
+    hph = q.plane("rcd_hpf_h", ALL_SITES, lambda s: hpf(s, 1, 0))
 
-    def disc(f):
-        centre = f[x, y]
-        nb = 0.25 * (f[x - 1, y - 1] + f[x + 1, y - 1] + f[x - 1, y + 1] + f[x + 1, y + 1])
+    def vh_of(s):
+        vs = hl.max(EPSSQ, hpv(s, 0, -1) + hpv(s) + hpv(s, 0, 1))
+        hs = hl.max(EPSSQ, hph(s, -1, 0) + hph(s) + hph(s, 1, 0))
+        return vs / (vs + hs)
+    vh = q.plane("rcd_vh", ALL_SITES, vh_of)
+
+    def disc(f, s):
+        centre = f(s)
+        nb = 0.25 * (f(s, -1, -1) + f(s, 1, -1) + f(s, -1, 1) + f(s, 1, 1))
         return hl.select(hl.abs(0.5 - centre) < hl.abs(0.5 - nb), nb, centre)
+    vh_disc = q.plane("rcd_vh_disc", ALL_SITES, lambda s: disc(vh, s))
 
-    vh_disc = func("rcd_vh_disc")
-    vh_disc[x, y] = disc(vh)
-    d = vh_disc[x, y]
-
-    # step 2: low-pass
-    lpf = func("rcd_lpf")
-    lpf[x, y] = 0.25 * C(0, 0) + 0.125 * (C(0, -1) + C(0, 1) + C(-1, 0) + C(1, 0)) \
-        + 0.0625 * (C(-1, -1) + C(1, -1) + C(-1, 1) + C(1, 1))
-    L = lambda dx, dy: hl.Expr(lpf[x + dx, y + dy])  # noqa: E731
+    # step 2: low-pass (read at R/B only)
+    def lpf_of(s):
+        C = _near(cfa, s)
+        return 0.25 * C(0, 0) + 0.125 * (C(0, -1) + C(0, 1) + C(-1, 0) + C(1, 0)) \
+            + 0.0625 * (C(-1, -1) + C(1, -1) + C(-1, 1) + C(1, 1))
+    lpf = q.plane("rcd_lpf", CHROMA_SITES, lpf_of)
 
     # step 3: green at R/B; cardinal gradients (0 N, 1 S, 2 W, 3 E), shared with step 5
-    grad = func("rcd_grad")
-    n_g = EPS + hl.abs(C(0, -1) - C(0, 1)) + hl.abs(C(0, 0) - C(0, -2)) + hl.abs(C(0, -1) - C(0, -3)) + hl.abs(C(0, -2) - C(0, -4))
-    s_g = EPS + hl.abs(C(0, 1) - C(0, -1)) + hl.abs(C(0, 0) - C(0, 2)) + hl.abs(C(0, 1) - C(0, 3)) + hl.abs(C(0, 2) - C(0, 4))
-    w_g = EPS + hl.abs(C(-1, 0) - C(1, 0)) + hl.abs(C(0, 0) - C(-2, 0)) + hl.abs(C(-1, 0) - C(-3, 0)) + hl.abs(C(-2, 0) - C(-4, 0))
-    e_g = EPS + hl.abs(C(1, 0) - C(-1, 0)) + hl.abs(C(0, 0) - C(2, 0)) + hl.abs(C(1, 0) - C(3, 0)) + hl.abs(C(2, 0) - C(4, 0))
-    grad[x, y, c] = hl.select(c == 0, n_g, c == 1, s_g, c == 2, w_g, e_g)
-    ng, sg, wg, eg = (grad[x, y, k] for k in range(4))
+    def grad_of(s, k):
+        C = _near(cfa, s)
+        ux, uy = ((0, -1), (0, 1), (-1, 0), (1, 0))[k]
+        return EPS + hl.abs(C(ux, uy) - C(-ux, -uy)) + hl.abs(C(0, 0) - C(2 * ux, 2 * uy)) \
+            + hl.abs(C(ux, uy) - C(3 * ux, 3 * uy)) + hl.abs(C(2 * ux, 2 * uy) - C(4 * ux, 4 * uy))
+    grad = q.plane("rcd_grad", CHROMA_SITES, grad_of, channels=range(4))
 
-    def blend(n_est, s_est, w_est, e_est):
+    def blend(s, n_est, s_est, w_est, e_est):
         """Inverse-gradient weighting within each axis, then the VH blend."""
+        ng, sg, wg, eg = (grad(s, 0, 0, k) for k in range(4))
+        d = vh_disc(s)
         v_est = (sg * n_est + ng * s_est) / (ng + sg)
         h_est = (eg * w_est + wg * e_est) / (eg + wg)
         return d * h_est + (1 - d) * v_est
 
-    l0 = L(0, 0)
-    ratio = lambda dx, dy: C(dx, dy) * 2 * l0 / (EPS + l0 + L(2 * dx, 2 * dy))  # noqa: E731
-    green = func("rcd_green")
-    green[x, y] = hl.select(here == 1, C(0, 0),
-                            hl.max(0.0, blend(ratio(0, -1), ratio(0, 1), ratio(-1, 0), ratio(1, 0))))
+    def green_of(s):
+        C, L = _near(cfa, s), _near(lpf, s)
+        l0 = L(0, 0)
+        ratio = lambda dx, dy: C(dx, dy) * 2 * l0 / (EPS + l0 + L(2 * dx, 2 * dy))  # noqa: E731
+        return hl.max(0.0, blend(s, ratio(0, -1), ratio(0, 1), ratio(-1, 0), ratio(1, 0)))
 
-    # step 4 statistics: P/Q diagonal discrimination (independent of the green)
-    hpp, hpq = func("rcd_hpf_p"), func("rcd_hpf_q")
-    hpp[x, y] = _sq((C(-3, -3) - C(-1, -1) - C(1, 1) + C(3, 3)) - 3 * (C(-2, -2) + C(2, 2)) + 6 * C(0, 0))
-    hpq[x, y] = _sq((C(3, -3) - C(1, -1) - C(-1, 1) + C(-3, 3)) - 3 * (C(2, -2) + C(-2, 2)) + 6 * C(0, 0))
-    pq = func("rcd_pq")
-    ps = hl.max(EPSSQ, hpp[x - 1, y - 1] + hpp[x, y] + hpp[x + 1, y + 1])
-    qs = hl.max(EPSSQ, hpq[x + 1, y - 1] + hpq[x, y] + hpq[x - 1, y + 1])
-    pq[x, y] = ps / (ps + qs)
-    pq_disc = func("rcd_pq_disc")
-    pq_disc[x, y] = disc(pq)
+    def with_samples(at_chroma):
+        """A green field: the samples at G sites, ``at_chroma`` at R/B."""
+        def field(s, dx=0, dy=0, ch=None, at=(x, y)):
+            f = at_chroma if _site(s, dx, dy)[0] in CHROMA_SITES else cfa
+            return f(s, dx, dy, at=at)
+        return field
+    green = with_samples(q.plane("rcd_green", CHROMA_SITES, green_of))
 
-    def step4(gf: hl.Func, tag: str) -> hl.Func:
-        """R and B everywhere (k = 0 R, 1 B) from the green ``gf``, >= 0."""
-        G = lambda dx, dy: hl.Expr(gf[x + dx, y + dy])  # noqa: E731
-        nw_g = EPS + hl.abs(C(-1, -1) - C(1, 1)) + hl.abs(C(-1, -1) - C(-3, -3)) + hl.abs(G(0, 0) - G(-2, -2))
-        ne_g = EPS + hl.abs(C(1, -1) - C(-1, 1)) + hl.abs(C(1, -1) - C(3, -3)) + hl.abs(G(0, 0) - G(2, -2))
-        sw_g = EPS + hl.abs(C(-1, 1) - C(1, -1)) + hl.abs(C(-1, 1) - C(-3, 3)) + hl.abs(G(0, 0) - G(-2, 2))
-        se_g = EPS + hl.abs(C(1, 1) - C(-1, -1)) + hl.abs(C(1, 1) - C(3, 3)) + hl.abs(G(0, 0) - G(2, 2))
-        p_est = (nw_g * (C(1, 1) - G(1, 1)) + se_g * (C(-1, -1) - G(-1, -1))) / (nw_g + se_g)
-        q_est = (ne_g * (C(-1, 1) - G(-1, 1)) + sw_g * (C(1, -1) - G(1, -1))) / (ne_g + sw_g)
-        pd = pq_disc[x, y]
-        opp = func("rcd_opposite" + tag)
-        opp[x, y] = G(0, 0) + pd * q_est + (1 - pd) * p_est
+    # step 4 statistics: P/Q diagonal discrimination (independent of the green; read at R/B)
+    def hpf_diag(s, ux):
+        C = _near(cfa, s)
+        return _sq((C(-3 * ux, -3) - C(-ux, -1) - C(ux, 1) + C(3 * ux, 3)) - 3 * (C(-2 * ux, -2) + C(2 * ux, 2))
+                   + 6 * C(0, 0))
+    hpp = q.plane("rcd_hpf_p", CHROMA_SITES, lambda s: hpf_diag(s, 1))
+    hpq = q.plane("rcd_hpf_q", CHROMA_SITES, lambda s: hpf_diag(s, -1))
 
-        def X(dx, dy, k):  # chroma k at non-green sites: own sample or the opposite estimate
-            return hl.select(colour(pat, x + dx, y + dy) == k, C(dx, dy), hl.Expr(opp[x + dx, y + dy]))
+    def pq_of(s):
+        ps = hl.max(EPSSQ, hpp(s, -1, -1) + hpp(s) + hpp(s, 1, 1))
+        qs = hl.max(EPSSQ, hpq(s, 1, -1) + hpq(s) + hpq(s, -1, 1))
+        return ps / (ps + qs)
+    pq = q.plane("rcd_pq", CHROMA_SITES, pq_of)
+    pq_disc = q.plane("rcd_pq_disc", CHROMA_SITES, lambda s: disc(pq, s))
 
-        def at_green(k):
+    def step4(gf, tag: str):
+        """R and B everywhere from the green field ``gf``: the field ``rb(s, dx, dy, k)``
+        (k = 0 R, 1 B), >= 0."""
+        def opp_of(s):
+            C, G = _near(cfa, s), _near(gf, s)
+            nw_g = EPS + hl.abs(C(-1, -1) - C(1, 1)) + hl.abs(C(-1, -1) - C(-3, -3)) + hl.abs(G(0, 0) - G(-2, -2))
+            ne_g = EPS + hl.abs(C(1, -1) - C(-1, 1)) + hl.abs(C(1, -1) - C(3, -3)) + hl.abs(G(0, 0) - G(2, -2))
+            sw_g = EPS + hl.abs(C(-1, 1) - C(1, -1)) + hl.abs(C(-1, 1) - C(-3, 3)) + hl.abs(G(0, 0) - G(-2, 2))
+            se_g = EPS + hl.abs(C(1, 1) - C(-1, -1)) + hl.abs(C(1, 1) - C(3, 3)) + hl.abs(G(0, 0) - G(2, 2))
+            p_est = (nw_g * (C(1, 1) - G(1, 1)) + se_g * (C(-1, -1) - G(-1, -1))) / (nw_g + se_g)
+            q_est = (ne_g * (C(-1, 1) - G(-1, 1)) + sw_g * (C(1, -1) - G(1, -1))) / (ne_g + sw_g)
+            pd = pq_disc(s)
+            return G(0, 0) + pd * q_est + (1 - pd) * p_est
+        opp = q.plane("rcd_opposite" + tag, CHROMA_SITES, opp_of)  # B at R, R at B
+
+        def chroma(k):
+            """Colour k at R/B sites: the sample or the opposite estimate."""
+            def field(s, dx=0, dy=0, ch=None, at=(x, y)):
+                f = cfa if _site(s, dx, dy)[0] == CHROMA_SITES[k] else opp
+                return f(s, dx, dy, at=at)
+            return field
+
+        def at_green(s, k):
+            G, X = _near(gf, s), _near(chroma(k), s)
+            d = vh_disc(s)
             n1 = EPS + hl.abs(G(0, 0) - G(0, -2))
             s1 = EPS + hl.abs(G(0, 0) - G(0, 2))
             w1 = EPS + hl.abs(G(0, 0) - G(-2, 0))
             e1 = EPS + hl.abs(G(0, 0) - G(2, 0))
-            sn = hl.abs(X(0, -1, k) - X(0, 1, k))
-            ew = hl.abs(X(-1, 0, k) - X(1, 0, k))
-            n2 = n1 + sn + hl.abs(X(0, -1, k) - X(0, -3, k))
-            s2 = s1 + sn + hl.abs(X(0, 1, k) - X(0, 3, k))
-            w2 = w1 + ew + hl.abs(X(-1, 0, k) - X(-3, 0, k))
-            e2 = e1 + ew + hl.abs(X(1, 0, k) - X(3, 0, k))
-            ve = (n2 * (X(0, 1, k) - G(0, 1)) + s2 * (X(0, -1, k) - G(0, -1))) / (n2 + s2)
-            he = (e2 * (X(-1, 0, k) - G(-1, 0)) + w2 * (X(1, 0, k) - G(1, 0))) / (e2 + w2)
-            return G(0, 0) + d * he + (1 - d) * ve
+            sn = hl.abs(X(0, -1) - X(0, 1))
+            ew = hl.abs(X(-1, 0) - X(1, 0))
+            n2 = n1 + sn + hl.abs(X(0, -1) - X(0, -3))
+            s2 = s1 + sn + hl.abs(X(0, 1) - X(0, 3))
+            w2 = w1 + ew + hl.abs(X(-1, 0) - X(-3, 0))
+            e2 = e1 + ew + hl.abs(X(1, 0) - X(3, 0))
+            ve = (n2 * (X(0, 1) - G(0, 1)) + s2 * (X(0, -1) - G(0, -1))) / (n2 + s2)
+            he = (e2 * (X(-1, 0) - G(-1, 0)) + w2 * (X(1, 0) - G(1, 0))) / (e2 + w2)
+            return hl.max(0.0, G(0, 0) + d * he + (1 - d) * ve)
+        at_g = q.plane("rcd_rb" + tag, GREEN_SITES, at_green, channels=(0, 1))
 
-        def plane(k):
-            return hl.select(here == k, C(0, 0), here == 1, at_green(k), opp[x, y])
-        rb = func("rcd_rb" + tag)
-        rb[x, y, c] = hl.max(0.0, hl.select(c == 0, plane(0), plane(2)))
+        def rb(s, dx=0, dy=0, k=0, at=(x, y)):
+            if _site(s, dx, dy)[0] in GREEN_SITES:
+                return at_g(s, dx, dy, k, at=at)
+            return hl.max(0.0, chroma(k)(s, dx, dy, at=at))
         return rb
+
+    def output(gf, rb):
+        rgb = hl.Func("rgb")
+        rgb[x, y, c] = hl.select(c == 1, _interleaved(gf, None, ox, oy), c == 0, _interleaved(rb, 0, ox, oy),
+                                 _interleaved(rb, 1, ox, oy))
+        _schedule_rcd(rgb, q.stages)
+        return rgb, [raw, pat]
 
     rb1 = step4(green, "1")
     if not refine:  # the published algorithm (darktable's output)
-        rgb = hl.Func("rgb")
-        rgb[x, y, c] = hl.select(c == 1, green[x, y], c == 0, rb1[x, y, 0], rb1[x, y, 1])
-        grad.bound(c, 0, 4)
-        rb1.bound(c, 0, 2)
-        strips(rgb, 64, stages)
-        return rgb, [raw, pat]
+        return output(green, rb1)
 
     # step 5: green at R/B from the neighbours' colour differences, gated by channel correlation
     P = RCD_REFINE
-    G1 = lambda dx, dy: hl.Expr(green[x + dx, y + dy])  # noqa: E731
-    cdiff = func("rcd_cdiff")  # G - R, G - B of steps 3-4
-    cdiff[x, y, c] = green[x, y] - rb1[x, y, c]
-    own = hl.select(here == 0, 0, 1)  # the chroma plane of an R/B site
-    D = lambda dx, dy: hl.Expr(cdiff[x + dx, y + dy, own])  # noqa: E731
-    g_ref = C(0, 0) + blend(D(0, -1), D(0, 1), D(-1, 0), D(1, 0))
 
-    lap = func("rcd_lap")  # Laplacians of G, R, B
-    pl = lambda dx, dy: hl.select(c == 0, G1(dx, dy), rb1[x + dx, y + dy, hl.max(c - 1, 0)])  # noqa: E731
-    lap[x, y, c] = 4 * pl(0, 0) - pl(-1, 0) - pl(1, 0) - pl(0, -1) - pl(0, 1)
-    Lp = lambda k: hl.Expr(lap[x, y, k])  # noqa: E731
-    prod = func("rcd_prod")  # G.R, R.R, G.B, B.B, G.G
-    prod[x, y, c] = hl.select(c == 0, Lp(0) * Lp(1), c == 1, Lp(1) * Lp(1), c == 2, Lp(0) * Lp(2),
-                              c == 3, Lp(2) * Lp(2), Lp(0) * Lp(0))
+    def g_ref(s):  # G - C at the G neighbours of an R/B site, C its colour
+        k = CHROMA_SITES.index(s)
+        D = lambda dx, dy: green(s, dx, dy) - rb1(s, dx, dy, k)  # noqa: E731
+        return cfa(s) + blend(s, D(0, -1), D(0, 1), D(-1, 0), D(1, 0))
+
+    planes = (green, lambda s, dx=0, dy=0: rb1(s, dx, dy, 0), lambda s, dx=0, dy=0: rb1(s, dx, dy, 1))
+
+    def lap_of(s, k):  # Laplacians of G, R, B
+        pl = _near(planes[k], s)
+        return 4 * pl(0, 0) - pl(-1, 0) - pl(1, 0) - pl(0, -1) - pl(0, 1)
+    lap = q.plane("rcd_lap", ALL_SITES, lap_of, channels=range(3))
+
+    def prod_of(s, k):  # G.R, R.R, G.B, B.B, G.G
+        a, b = ((0, 1), (1, 1), (0, 2), (2, 2), (0, 0))[k]
+        return lap(s, 0, 0, a) * lap(s, 0, 0, b)
+    prod = q.plane("rcd_prod", ALL_SITES, prod_of, channels=range(5))
     r = P["radius"]
-    box_h = func("rcd_box_h")
-    box_h[x, y, c] = sum((hl.Expr(prod[x + i, y, c]) for i in range(-r, r + 1)), hl.f32(0))
-    box = func("rcd_box")
-    box[x, y, c] = sum((hl.Expr(box_h[x, y + j, c]) for j in range(-r, r + 1)), hl.f32(0))
-    S = lambda k: hl.Expr(box[x, y, k])  # noqa: E731
-    gg = S(4)
-    gc = hl.select(here == 0, S(0), S(2))
-    cc = hl.select(here == 0, S(1), S(3))
-    rho = gc / (hl.sqrt(hl.max(gg, 0.0)) * hl.sqrt(hl.max(cc, 0.0)) + hl.f32(1e-8))
-    alpha = hl.clamp(rho, 0.0, 1.0)
-    for _ in range(P["power"] - 1):
-        alpha = alpha * hl.clamp(rho, 0.0, 1.0)
-    green2 = func("rcd_green2")
-    green2[x, y] = hl.select(here == 1, C(0, 0), alpha * hl.max(0.0, g_ref) + (1 - alpha) * G1(0, 0))
+    # the window sums are read at R/B only: G.R, R.R, G.G at R; G.B, B.B, G.G at B; the
+    # row sums of a column of R (B) sites carry R's (B's)
+    col_sums = {SITE_R: (0, 1, 4), SITE_GB: (0, 1, 4), SITE_GR: (2, 3, 4), SITE_B: (2, 3, 4)}
+    box_h = q.plane("rcd_box_h", ALL_SITES,
+                    lambda s, k: sum((prod(s, i, 0, k) for i in range(-r, r + 1)), hl.f32(0)), channels=col_sums)
+    box = q.plane("rcd_box", CHROMA_SITES,
+                  lambda s, k: sum((box_h(s, 0, j, k) for j in range(-r, r + 1)), hl.f32(0)),
+                  channels={s: col_sums[s] for s in CHROMA_SITES})
 
-    rb2 = step4(green2, "2")
-    rgb = hl.Func("rgb")
-    rgb[x, y, c] = hl.select(c == 1, green2[x, y], c == 0, rb2[x, y, 0], rb2[x, y, 1])
-    for f, n in ((grad, 4), (rb1, 2), (rb2, 2), (cdiff, 2), (lap, 3), (prod, 5), (box_h, 5), (box, 5)):
-        f.bound(c, 0, n)
-    strips(rgb, 64, stages)
-    return rgb, [raw, pat]
+    def green2_of(s):
+        S = lambda k: box(s, 0, 0, k)  # noqa: E731
+        own = 0 if s == SITE_R else 2
+        gg, gc, cc = S(4), S(own), S(own + 1)
+        rho = gc / (hl.sqrt(hl.max(gg, 0.0)) * hl.sqrt(hl.max(cc, 0.0)) + hl.f32(1e-8))
+        alpha = hl.clamp(rho, 0.0, 1.0)
+        for _ in range(P["power"] - 1):
+            alpha = alpha * hl.clamp(rho, 0.0, 1.0)
+        return alpha * hl.max(0.0, g_ref(s)) + (1 - alpha) * green(s)
+    green2 = with_samples(q.plane("rcd_green2", CHROMA_SITES, green2_of))
+    return output(green2, step4(green2, "2"))
 
 
 def build_rcd_classic():
     """RCD steps 1-4 only: release 2.2/2.3 as published and as darktable runs it."""
     return build_rcd(refine=False)
+
+
+def _schedule_rcd(rgb: hl.Func, stages, rows: int = 64) -> None:
+    strips(rgb, rows, stages)
+    if GPU.get() == "roots":
+        for f in stages:  # a thread computes all sites of its quad
+            f.unroll(c)
 
 
 # --------------------------------------------------------------------------- high quality: MLRI

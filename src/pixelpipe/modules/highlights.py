@@ -207,7 +207,18 @@ def effective_mode(piece: Piece) -> str:
 # --------------------------------------------------------------------------- Halide algorithms
 
 def _cube_root(v):
-    return hl.select(v > 0, hl.pow(hl.max(v, hl.f32(1e-30)), hl.f32(1.0 / POWER)), hl.f32(0))
+    """``v^(1/3)`` for v > 0, else 0, without ``pow`` (three per photosite make pow this module's main cost).
+
+    First guess from the float's bits (exponent and mantissa divided by 3: within 3.3 %),
+    then two Halley steps (cubic convergence): within 2.4e-7 relative for v in [1e-8, 100],
+    as close as float32 ``pow`` gets.
+    """
+    u = hl.max(v, hl.f32(1e-30))
+    r = hl.reinterpret(hl.Float(32), hl.reinterpret(hl.UInt(32), u) / 3 + hl.u32(0x2A5137A0))
+    for _ in range(2):
+        r3 = r * r * r
+        r = r * (r3 + 2 * u) / (2 * r3 + u)
+    return hl.select(v > 0, r, hl.f32(0))
 
 
 def period_of(pattern: np.ndarray) -> int:
@@ -266,29 +277,69 @@ def _schedule_reference(out, funcs):
     funcs["across"].compute_at(out, yo).reorder(x, y, c).bound(c, 0, 6).unroll(c).vectorize(x, VEC, GUARD)
 
 
-def _build_reference(period: int):
-    """Kernel: ``max(v, 0) - ref`` for every photosite of a whole mosaic (for the statistic)."""
-    src_p = hl.ImageParam(hl.Float(32), 2, "mosaic")
-    lut = hl.ImageParam(hl.Int(32), 2, "lut")
-    p = {"lut": lut, "in_w": src_p.dim(0).extent(), "in_h": src_p.dim(1).extent(), "ox": 0, "oy": 0}
-    f = _reference(hl.BoundaryConditions.repeat_edge(src_p), p, period)
-    diff = hl.Func("diff")
-    diff[x, y] = f["value"][x, y] - f["ref"][x, y]
-    _schedule_reference(diff, f)
-    return diff, [src_p, lut]
+# --------------------------------------------------------------------------- the whole-image statistics
+# Both run as Halide reductions over the whole mosaic; NumPy only sees small
+# results (a histogram, a grid of 3x3-photosite blocks).
+
+#: histogram of the saturation search: bins of 1/1024 from 0.5 up to the last edge <= 1.1
+HIST_LO, HIST_STEP = 0.5, 1.0 / 1024
+HIST_BINS = int((1.1 + 1e-9 - HIST_LO) / HIST_STEP)  # 614
+HIST_LAST_EDGE = HIST_LO + HIST_BINS * HIST_STEP
+#: per colour: the bins, then "above the last edge" (counted in n only), then "below 0.5 / not a number"
+HIST_SLOTS = HIST_BINS + 2
+HIST_ROWS = 64  # rows per partial histogram (one parallel task each)
+BLOCK_ROWS = 8  # block rows per parallel strip of the block statistics
 
 
-def reference_diff(mosaic: np.ndarray, rgb_pattern: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """``max(v, 0) - ref`` for every photosite of ``mosaic`` (its (0, 0) at phase (0, 0) of the pattern)."""
-    n = period_of(rgb_pattern)
-    k = get_kernel("highlights_reference", lambda: _build_reference(n), variant=f"p{n}", device=device,
-                   source_tag=source_tag_of(_build_reference))
-    out = np.empty(mosaic.shape, np.float32)
-    k(f32(mosaic), tiled_lut(rgb_pattern), out)
-    return out
+def _build_histogram(period: int):
+    """Kernel: per strip of HIST_ROWS rows, the histogram slots of every colour (3 x HIST_SLOTS, + 1 unused)."""
+    data = hl.ImageParam(hl.Float(32), 2, "data")
+    colour = hl.ImageParam(hl.Int(32), 2, "colour")  # [column phase, row phase]: 0..2, or -1 (not counted)
+    black = hl.ImageParam(hl.Float(64), 2, "black")
+    white_range = hl.ImageParam(hl.Float(64), 2, "white_range")
+    strip = hl.Var("strip")
+    H, W = data.dim(1).extent(), data.dim(0).extent()
+    px, py = x % period, y % period
+    # float64 like the NumPy definition, so the bin edges fall exactly where np.histogram puts them
+    u = hl.cast(hl.Float(32), (hl.cast(hl.Float(64), data[x, hl.min(y, H - 1)]) - black[px, py]) / white_range[px, py])
+    k = colour[px, py]
+    slot = hl.Func("slot")
+    slot[x, y] = hl.select(k < 0, 3 * HIST_SLOTS,
+                           hl.clamp(k, 0, 2) * HIST_SLOTS
+                           + hl.select(~(u >= hl.f32(HIST_LO)), HIST_BINS + 1,
+                                       u > hl.f32(HIST_LAST_EDGE), HIST_BINS,
+                                       hl.clamp(hl.cast(hl.Int(32), hl.floor((u - hl.f32(HIST_LO)) * hl.f32(1024))),
+                                                0, HIST_BINS - 1)))
+    r = hl.RDom([(0, W), (0, HIST_ROWS)], "r")
+    r.where(strip * HIST_ROWS + r.y < H)
+    hist = hl.Func("hist")
+    b = hl.Var("b")
+    hist[b, strip] = 0
+    hist[hl.clamp(slot[r.x, strip * HIST_ROWS + r.y], 0, 3 * HIST_SLOTS), strip] += 1
+    hist.update().parallel(strip)
+    return hist, [data, colour, black, white_range]
 
 
-# --------------------------------------------------------------------------- the chrominance statistic
+def _histograms(image) -> np.ndarray:
+    """(3, HIST_SLOTS) counts per R, G, B of a mosaic's values normalised by the file's levels."""
+    d = image.data
+    pat, rgb = np.asarray(image.cfa.pattern), np.asarray(image.cfa.rgb_pattern())
+    n = period_of(pat)
+    reps = (n // pat.shape[0], n // pat.shape[1])
+    black_c = np.asarray(image.black, np.float64)
+    black = np.tile(black_c[pat], reps)
+    white_range = np.maximum(float(image.white) - black, 1e-6)
+    colour = np.tile(np.where((rgb >= 0) & (rgb <= 2), rgb, -1), reps).astype(np.int32)
+    k = get_kernel("highlights_histogram", lambda: _build_histogram(n), variant=f"p{n}",
+                   source_tag=source_tag_of(_build_histogram))
+    # at least two (empty) strips: an array with one row is read with its axes swapped (engine/kernels.widen)
+    strips = max(2, -(-d.shape[0] // HIST_ROWS))
+    out = np.empty((strips, 3 * HIST_SLOTS + 1), np.int32)
+    if min(d.shape) < 2:  # a thin array would be read with its axes swapped; NaN photosites are not counted
+        d = np.pad(f32(d), ((0, max(0, 2 - d.shape[0])), (0, max(0, 2 - d.shape[1]))), constant_values=np.nan)
+    k(f32(d), colour, np.ascontiguousarray(black), np.ascontiguousarray(white_range), out)
+    return out.sum(axis=0, dtype=np.int64)[:3 * HIST_SLOTS].reshape(3, HIST_SLOTS)
+
 
 def _dilate_disc(m: np.ndarray) -> np.ndarray:
     """Dilation of a boolean grid by the disc dx^2 + dy^2 <= 13 (a 7x7 square without its corners).
@@ -311,35 +362,80 @@ def _dilate_disc(m: np.ndarray) -> np.ndarray:
     return along(along(m, 3, 1), 2, 0) | along(along(m, 2, 1), 3, 0)
 
 
-def chrominance(mosaic: np.ndarray, rgb_pattern: np.ndarray, clips: np.ndarray,
-                device: str = "cpu") -> np.ndarray:
-    """The per-colour chrominance offset of inpaint opposed over a whole balanced mosaic."""
+def _build_block_stats(period: int):
+    """Kernel: per 3x3-photosite block and colour k, (clipped?, sum of v - ref, count) over the samples.
+
+    The mosaic is balanced in the kernel (``prepared * coeff[colour]``); a
+    sample is an unclipped photosite of colour k with ``v > LOW_FRACTION * clips[k]``.
+    Output [bx, by, j]: j = k (1 when a photosite of colour k is clipped), 3 + k (sum), 6 + k (count).
+    """
+    prepared = hl.ImageParam(hl.Float(32), 2, "prepared")
+    lut = hl.ImageParam(hl.Int(32), 2, "lut")
+    coeff = hl.ImageParam(hl.Float(32), 1, "coeff")
+    clips = hl.ImageParam(hl.Float(32), 1, "clips")
+    W, H = prepared.dim(0).extent(), prepared.dim(1).extent()
+    p = {"lut": lut, "in_w": W, "in_h": H, "ox": 0, "oy": 0}
+    src = hl.BoundaryConditions.repeat_edge(prepared)
+    balanced = hl.Func("balanced")
+    balanced[x, y] = src[x, y] * coeff[hl.clamp(lut[x % period, y % period], 0, 2)]
+    f = _reference(balanced, p, period)
+    colour = f["colour"]  # -1 outside the image
+    thr = clips[hl.clamp(colour[x, y], 0, 2)]
+    kind = hl.Func("kind")  # 0 not counted, 1 clipped, 2 a sample
+    kind[x, y] = hl.select(colour[x, y] < 0, 0, balanced[x, y] >= thr, 1,
+                           balanced[x, y] > hl.f32(LOW_FRACTION) * thr, 2, 0)
+    diff = hl.Func("diff")
+    diff[x, y] = f["value"][x, y] - f["ref"][x, y]
+    bx, by, j = hl.Var("bx"), hl.Var("by"), hl.Var("j")
+    # per photosite the nine contributions (clipped / sample value / sample count, per colour),
+    # summed over the block's three columns, then its three rows
+    k = j % 3
+    own = colour[x, y] == k
+    term = hl.Func("block_term")  # inline
+    term[x, y, j] = hl.select(own & (kind[x, y] == 1) & (j < 3), hl.f32(1),
+                              own & (kind[x, y] == 2) & (j >= 3), hl.select(j < 6, diff[x, y], hl.f32(1)),
+                              hl.f32(0))
+    across = hl.Func("block_across")  # [bx, y, j]
+    across[bx, y, j] = sum((term[BLOCK * bx + i, y, j] for i in range(BLOCK)), hl.f32(0))
+    stats = hl.Func("block_stats")
+    stats[bx, by, j] = sum((across[bx, BLOCK * by + i, j] for i in range(BLOCK)), hl.f32(0))
+    byo = hl.Var("byo")
+    stats.bound(j, 0, 9).reorder(j, bx, by).unroll(j).split(by, byo, by, BLOCK_ROWS, GUARD).parallel(byo) \
+        .vectorize(bx, VEC // 2, GUARD)
+    across.compute_at(stats, byo).bound(j, 0, 9).reorder(j, bx, y).unroll(j).vectorize(bx, VEC // 2, GUARD)
+    for name in ("colour", "value"):
+        f[name].compute_at(stats, byo).vectorize(x, VEC, GUARD)
+    f["across"].compute_at(stats, byo).reorder(x, y, c).bound(c, 0, 6).unroll(c).vectorize(x, VEC, GUARD)
+    for g in (kind, diff):
+        g.compute_at(stats, byo).vectorize(x, VEC, GUARD)
+    return stats, [prepared, lut, coeff, clips]
+
+
+def _block_stats(prepared: np.ndarray, rgb_pattern: np.ndarray, coeff, clips) -> np.ndarray:
+    n = period_of(rgb_pattern)
+    k = get_kernel("highlights_block_stats", lambda: _build_block_stats(n), variant=f"p{n}",
+                   source_tag=source_tag_of(_build_block_stats))
+    H, W = prepared.shape
+    out = np.empty((9, -(-H // BLOCK), -(-W // BLOCK)), np.float32)
+    k(f32(prepared), tiled_lut(rgb_pattern), f32(coeff), f32(clips), out)
+    return out
+
+
+def chrominance(mosaic: np.ndarray, rgb_pattern: np.ndarray, clips: np.ndarray, coeff=None) -> np.ndarray:
+    """The per-colour chrominance offset of inpaint opposed over a whole mosaic balanced by ``coeff``."""
     H, W = mosaic.shape
     if min(H, W) < 3 or H * W <= MIN_SAMPLES:
         return np.zeros(3)  # no 3x3 neighbourhoods, or too few photosites for the statistic
-    ny, nx = rgb_pattern.shape
-    col = np.tile(np.asarray(rgb_pattern, np.int8), (-(-H // ny), -(-W // nx)))[:H, :W]
-    thr = np.asarray(clips, np.float32)[col]
-    clipped = mosaic >= thr
-    if not clipped.any():
-        return np.zeros(3)
-    hb, wb = -(-H // BLOCK), -(-W // BLOCK)
-    base = ~clipped & (mosaic > LOW_FRACTION * thr)
-    diff = None
+    stats = _block_stats(mosaic, rgb_pattern, np.ones(3) if coeff is None else coeff, clips)
     out = np.zeros(3)
     for k in range(3):
-        own = col == k
-        m = np.zeros((hb * BLOCK, wb * BLOCK), bool)
-        m[:H, :W] = clipped & own
-        blocks = m.reshape(hb, BLOCK, wb, BLOCK).any(axis=(1, 3))
+        blocks = stats[k] > 0
         if not blocks.any():
             continue
-        near = np.repeat(np.repeat(_dilate_disc(blocks), BLOCK, 0), BLOCK, 1)[:H, :W]
-        sel = base & own & near
-        if int(np.count_nonzero(sel)) > MIN_SAMPLES:
-            if diff is None:
-                diff = reference_diff(mosaic, rgb_pattern, device)
-            out[k] = float(diff[sel].mean(dtype=np.float64))
+        near = _dilate_disc(blocks)
+        count = float(stats[6 + k][near].sum(dtype=np.float64))
+        if count > MIN_SAMPLES:
+            out[k] = float(stats[3 + k][near].sum(dtype=np.float64)) / count
     return out
 
 
@@ -370,8 +466,8 @@ _cache_lock = threading.Lock()
 _cache: dict[tuple, tuple] = {}
 
 
-def _whole_balanced_input(piece: Piece, coeff_rgb: np.ndarray) -> np.ndarray:
-    """The whole image as this module receives it with the file's levels (rawprepare, then WB)."""
+def _whole_prepared(piece: Piece) -> np.ndarray:
+    """The whole image as rawprepare makes it with the file's levels (before white balance)."""
     from .base import BufferDesc
     from .rawprepare import Rawprepare
 
@@ -379,19 +475,10 @@ def _whole_balanced_input(piece: Piece, coeff_rgb: np.ndarray) -> np.ndarray:
     rp = Rawprepare()
     rpiece = Piece("rawprepare", 0, rp.default_params(img), img, pipe=piece.pipe, device=piece.device)
     rpiece.buf_in = (img.width, img.height)
-    planar = _planar(piece)
-    rpiece.dsc_in = BufferDesc(3 if planar else 1, img.cfa, "raw")
+    rpiece.dsc_in = BufferDesc(3 if _planar(piece) else 1, img.cfa, "raw")
     rp.commit(rpiece)
     whole = ROI(0, 0, img.width, img.height, 1.0)
-    prepared = rp.process(rpiece, np.ascontiguousarray(img.data), whole, whole)
-    if planar:
-        return prepared * f32(coeff_rgb)[:, None, None]
-    pat = img.cfa.rgb_pattern()
-    ny, nx = pat.shape
-    lut = f32(coeff_rgb)[pat]
-    H, W = prepared.shape
-    tiled = np.tile(lut, (-(-H // ny), -(-W // nx)))[:H, :W]
-    return prepared * tiled
+    return rp.process(rpiece, np.ascontiguousarray(img.data), whole, whole)
 
 
 def saturation_level(u: np.ndarray) -> float | None:
@@ -409,12 +496,19 @@ def saturation_level(u: np.ndarray) -> float | None:
     into a short upper tail). The level is the plateau's lower edge (bins down to a tenth of the
     peak), less 0.5 % for its noise.
     """
-    u = u[u >= 0.5]
-    n = u.size
+    u = u[u >= HIST_LO]
+    h, _ = np.histogram(u, _HIST_EDGES)
+    return level_from_histogram(h, u.size)
+
+
+_HIST_EDGES = np.arange(HIST_LO, 1.1 + 1e-9, HIST_STEP)
+
+
+def level_from_histogram(h: np.ndarray, n: int) -> float | None:
+    """:func:`saturation_level` from the histogram ``h`` (HIST_BINS bins) of the ``n`` values >= 0.5."""
     if n < 50:
         return None
-    edges = np.arange(0.5, 1.1 + 1e-9, 1.0 / 1024)
-    h, _ = np.histogram(u, edges)
+    edges = _HIST_EDGES
     first = int(np.searchsorted(edges, 0.75))
     p = first + int(np.argmax(h[first:]))
     peak = h[p]
@@ -445,13 +539,11 @@ def saturation_levels(image, planar: bool) -> np.ndarray:
             lv = saturation_level((d[ch] - black[k]) / rng)
             out[ch] = lv if lv is not None else 1.0
         return out
-    pat, rgb = np.asarray(image.cfa.pattern), image.cfa.rgb_pattern()
-    ny, nx = pat.shape
+    hist, rgb = _histograms(image), image.cfa.rgb_pattern()
     for k in range(3):
-        parts = [((d[j::ny, i::nx] - black[pat[j, i]]) / max(image.white - black[pat[j, i]], 1e-6)).ravel()
-                 for j in range(ny) for i in range(nx) if rgb[j, i] == k]
-        if parts:
-            lv = saturation_level(np.concatenate(parts).astype(np.float32))
+        h = hist[k]
+        if (rgb == k).any():
+            lv = level_from_histogram(h[:HIST_BINS], int(h[:HIST_BINS + 1].sum()))
             out[k] = lv if lv is not None else 1.0
     return out
 
@@ -474,11 +566,11 @@ def image_statistics(piece: Piece) -> tuple[np.ndarray, np.ndarray]:
             return hit[1], hit[2]
     sat = saturation_levels(img, planar) if p.detect_saturation else np.ones(3)
     clips = p.clip * np.minimum(OPPOSED_MARGIN, sat) * coeff
-    balanced = _whole_balanced_input(piece, coeff)
+    prepared = _whole_prepared(piece)
     if planar:
-        chroma = chrominance_planar(balanced, clips)
+        chroma = chrominance_planar(prepared * f32(coeff)[:, None, None], clips)
     else:
-        chroma = chrominance(balanced, img.cfa.rgb_pattern(), clips, piece.device)
+        chroma = chrominance(prepared, img.cfa.rgb_pattern(), clips, coeff)
     with _cache_lock:
         if len(_cache) >= 8:
             _cache.pop(next(iter(_cache)))

@@ -117,6 +117,12 @@ class PipeCache:
                     continue
                 self._drop(k)
 
+    def release(self) -> None:
+        """Drop every line, each buffer to the pool when nothing else holds it."""
+        for key in list(self._lines):
+            self._drop(key)
+        self._slots.clear()
+
     def invalidate(self) -> None:
         self._lines.clear()
         self._slots.clear()

@@ -356,6 +356,15 @@ class Pipe:
         self.last.tiles = bands
         return out
 
+    def release(self) -> None:
+        """Forget the cached module outputs, handing their buffers to the buffer pool.
+
+        For one-shot pipes (an export, a batch file): the next image's modules then write
+        into memory that is already mapped instead of faulting in fresh pages.
+        An array the caller still holds is never taken (see engine/buffers.py).
+        """
+        self.cache.release()
+
     def estimate_bytes(self, roi_out: ROI, upscale: bool = False) -> int:
         """Peak bytes of the largest step (its input and output buffers) for ``roi_out``."""
         stages, _ = self.plan(upscale)
