@@ -141,6 +141,8 @@ def main() -> int:
     ap.add_argument("--demosaic-method", help="override the default edit's demosaic method (e.g. rcd_classic)")
     ap.add_argument("--demosaic-schedule", choices=("roots", "li2018"), default="roots",
                     help="GPU schedule of the demosaic kernel: every stage a kernel (the pipe's), or Li2018")
+    ap.add_argument("--split", action="store_true",
+                    help="one kernel per module (per-module times; buffers still stay on the device)")
     ap.add_argument("--profile", action="store_true", help="Halide's profiler (per-Func times printed at exit)")
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
     a = ap.parse_args()
@@ -158,6 +160,8 @@ def main() -> int:
     report: dict = {"device": a.device, "size": [a.width, a.height], "demosaic": a.demosaic_method or "default"}
     img = source_from_crop(a.crop, a.width, a.height)
     pipe, segments, (w, h) = chain_for(img, a.device, a.demosaic_method)
+    if a.split:
+        segments = [[st] for seg in segments for st in seg]
     report["segments"] = [[st.label for st in seg] for seg in segments]
     print("segments:", report["segments"], file=sys.stderr)
     if len(segments) != 1:

@@ -55,3 +55,28 @@ def test_slider_moves_keep_two_lines_per_stage_reuse_buffers_and_match_a_fresh_p
     assert buffers.POOL.reused > before  # later renders wrote into released buffers
     kept, copy = held[0]
     np.testing.assert_array_equal(kept, copy)  # a buffer the caller holds is never reused
+
+
+def test_an_export_pipe_released_when_done_feeds_the_next_files_pipe(tmp_path):
+    """The batch worker and Photo.export release a finished export pipe: its buffers (not the
+    image the caller still holds) go to the pool, the next file's modules write into them,
+    and the next result equals a render with an empty pool."""
+    from pixelpipe.engine import buffers
+
+    img = load(raw_file(CHART))
+    edit = Edit.default_for(img)
+    buffers.POOL.clear()
+    first = Pipe(img, edit, "export")
+    kept = first.render(800, 600)
+    copy = kept.copy()
+    n_lines, pooled = len(first.cache), len(buffers.POOL._free)
+    assert n_lines == 2
+    first.release()
+    assert len(first.cache) == 0
+    assert len(buffers.POOL._free) == pooled + 1  # the line the caller holds stayed out
+    before = buffers.POOL.reused
+    second = Pipe(img, edit, "export").render(800, 600)
+    assert buffers.POOL.reused > before
+    np.testing.assert_array_equal(kept, copy)  # never overwritten
+    buffers.POOL.clear()
+    np.testing.assert_array_equal(second, Pipe(img, edit, "export").render(800, 600))

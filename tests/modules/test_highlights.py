@@ -339,3 +339,29 @@ def test_non_finite_input_does_not_spread():
 def test_version_1_edits_keep_clipping():
     p = HighlightsParams.from_dict("highlights", {"clip": 1.0}, version=1)
     assert p.mode == "clip"
+
+
+@pytest.mark.parametrize("shape", [(48, 60), (1, 300), (300, 1), (130, 7)])
+def test_saturation_histogram_kernel_matches_numpy(shape):
+    """The Halide histogram behind the saturation search bins exactly as np.histogram does, edges
+    included: values on bin edges, at the last edge, above it, below 0.5, and NaN."""
+    from pixelpipe.modules.highlights import HIST_BINS, _HIST_EDGES, _histograms
+
+    h, w = shape
+    white, black = 16383.0, (64.0, 60.0, 70.0, 64.0)
+    edges = _HIST_EDGES
+    # levels on and between the edges, as normalised values u, mapped back to raw values
+    u = np.concatenate([edges, edges[:-1] + 0.4 / 1024, [0.2, 0.499, 1.1, 1.3, 5.0]])
+    u = rng.choice(u, size=(h, w))
+    col = _colours(h, w, RGGB)
+    cfa_black = np.array(black)[RGGB][np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2]
+    raw = (u * (white - cfa_black) + cfa_black).astype(np.float32)
+    raw.flat[::17] = np.nan
+    img = raw_image(raw, black=black, white=white, wb=COEFF + (1.0,))
+    got = _histograms(img)
+    for k in range(3):
+        v = ((raw[col == k].astype(np.float64) - cfa_black[col == k]) / (white - cfa_black[col == k])).astype(np.float32)
+        v = v[v >= 0.5]
+        want, _ = np.histogram(v, edges)
+        np.testing.assert_array_equal(got[k, :HIST_BINS], want)
+        assert got[k, :HIST_BINS + 1].sum() == v.size  # the values >= 0.5 (those above 1.1 too)

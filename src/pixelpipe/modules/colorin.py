@@ -49,12 +49,20 @@ class Colorin(SmallImageSafe, HalideModule):
 
     # -- algorithm: optional TRC decode (g == 1 marks linear data, passed through
     #    so negative noise is kept), then a 3x3 matrix ([col, row] in Halide)
+    def variant(self, piece):
+        # linear input (raw camera data, linear profiles) compiles without the TRC: a select
+        # computes both of its sides, so the decode's pow would run for every sample
+        return "" if piece.data.get("trc", LINEAR)["g"] == 1.0 else "trc"
+
     def algorithm(self, rgb, p, piece):
         m = p["matrix"]
         v = finite(rgb[x, y, c])  # NaN -> 0, +-Inf -> +-1e6: nothing non-finite leaves the module
-        decoded = hl.select(v >= p["d"], hl.pow(hl.max(p["a"] * v + p["b"], 0.0), p["g"]), p["cc"] * v)
         linear = hl.Func("linear")
-        linear[x, y, c] = hl.select(p["g"] == 1.0, v, decoded)
+        if self.variant(piece) == "trc":
+            decoded = hl.select(v >= p["d"], hl.pow(hl.max(p["a"] * v + p["b"], 0.0), p["g"]), p["cc"] * v)
+            linear[x, y, c] = hl.select(p["g"] == 1.0, v, decoded)
+        else:
+            linear[x, y, c] = v
         working = hl.Func("working")
         working[x, y, c] = finite(m[0, c] * linear[x, y, 0] + m[1, c] * linear[x, y, 1] + m[2, c] * linear[x, y, 2])
         return working

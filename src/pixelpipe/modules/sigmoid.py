@@ -92,6 +92,7 @@ class Sigmoid(HalideModule):
     Params = SigmoidParams
     flags = Flags.SUPPORTS_BLENDING | Flags.ALLOW_TILING | Flags.INCLUDE_IN_STYLES
     summary = "scene-to-display tone mapping (log-logistic curve)"
+    staged = True  # point-wise; the curve values are a per-pixel stage (self._stages)
     inputs = tuple(HInput(n) for n in ("white", "paper_exp", "fog", "film_power", "paper_power",
                                        "hue", "black"))
 
@@ -124,7 +125,15 @@ class Sigmoid(HalideModule):
         vmin = hl.min(hl.min(pr, pg), pb)
         vmax = hl.max(hl.max(pr, pg), pb)
         vmid = pr + pg + pb - vmin - vmax
-        omin, omax, omid = curve(vmin), curve(vmax), curve(vmid)
+        mean = (pr + pg + pb) / 3.0
+        # the curve (two pow each) once per pixel for every value an output channel needs, not
+        # once per channel: a stage the schedule computes per pixel (staged, see base.HalideModule)
+        ratio_path = self.variant(piece) == "ratio"
+        curves = hl.Func("sigmoid_curves")  # [x, y, k]: per channel, curve(min, mid, max); ratio: curve(mean)
+        curves[x, y, c] = curve(mean) if ratio_path else curve(hl.select(c == 0, vmin, c == 1, vmid, vmax))
+        self._stages = [curves]
+        self._curve_count = 1 if ratio_path else 3
+        omin, omid, omax = curves[x, y, 0], curves[x, y, 1], curves[x, y, 2]
         # darktable's hue and energy preservation: the middle channel moves towards the input hue;
         # the channel sum goes from the per-channel one (input near grey) to that of the
         # hue-corrected triple (saturated input), and the channel opposite the correction absorbs it
@@ -147,8 +156,7 @@ class Sigmoid(HalideModule):
         per_channel = hl.select(v == vmax, new_max, v == vmin, new_min, new_mid)
         # rgb ratio: the curve on the mean, ratios kept, then darktable's hyperbolic chroma compression
         # towards the display gamut (white target above, black target below)
-        mean = (pr + pg + pb) / 3.0
-        m_luma = curve(mean)
+        m_luma = curves[x, y, 0]  # (only the "ratio" variant compiles this path)
         k = hl.select(mean > hl.f32(1e-9), m_luma / hl.select(mean > hl.f32(1e-9), mean, hl.f32(1)), 0.0)
         pre = [hl.select(mean > hl.f32(1e-9), q * k, m_luma) for q in (pr, pg, pb)]
         p_min = hl.min(hl.min(pre[0], pre[1]), pre[2])
@@ -168,9 +176,12 @@ class Sigmoid(HalideModule):
         return mapped
 
     def schedule(self, out, piece):
-        from ..engine.halide_ops import rows
+        from ..engine.halide_ops import GUARD, VEC, rows
 
         rows(out.reorder(c, x, y).bound(c, 0, 3).unroll(c))
+        for f in self._stages:
+            f.compute_at(out, x).reorder(c, x, y).bound(c, 0, self._curve_count).unroll(c) \
+                .vectorize(x, VEC, GUARD)
 
     def commit(self, piece):
         piece.data.update(curve_parameters(piece.params))
