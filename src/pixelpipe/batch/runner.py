@@ -175,6 +175,13 @@ def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading
                 return False
             on_result(process_job(job, plan.settings, raise_errors=plan.single))
         return True
+    from ..engine.buffers import POOL
+    from ..pipe.cache import memory_budget
+
+    # every file in flight releases its pipe's buffers to the pool when done; a pool that
+    # holds them all lets the next files write into mapped memory instead of faulting in
+    # fresh pages (costly on some VMs: engine/buffers.py)
+    POOL.cap = max(POOL.cap, min(memory_budget() // 4, depth * 768 << 20))
     jobs = iter(plan.jobs)
     pending: set = set()
     with ThreadPoolExecutor(depth, thread_name_prefix="pixelpipe-file") as pool:

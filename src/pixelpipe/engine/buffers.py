@@ -10,6 +10,7 @@ last reference), so an image a user still holds is never overwritten.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections import deque
@@ -58,7 +59,7 @@ class BufferPool:
             self._free.clear()
 
 
-POOL = BufferPool()
+POOL = BufferPool(int(os.environ.get("PIXELPIPE_POOL_MB", 512)) * MiB)
 
 
 def empty(shape, dtype=np.float32) -> np.ndarray:
