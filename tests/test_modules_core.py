@@ -158,6 +158,9 @@ def test_unknown_cfa_is_refused_clearly():
     img.cfa = CFA("xtrans", np.zeros((6, 6), int), "RGBG")  # an X-Trans pattern without R and B
     with pytest.raises(UnsupportedCFAError, match="not supported: an X-Trans pattern"):
         run_module("demosaic", img, np.zeros((12, 12), np.float32))
+    img.cfa = CFA("bayer", np.array([[0, 1], [2, 3]]), "RGBG")  # R G / B G: greens in a column
+    with pytest.raises(UnsupportedCFAError, match="greens are not on a diagonal"):
+        run_module("demosaic", img, np.zeros((12, 12), np.float32))
 
 
 # ---------------------------------------------------------------- colour

@@ -6,15 +6,20 @@ Every builder returns ``(output Func, [raw ImageParam, pattern ImageParam])``:
 (x % 2, y % 2); the output is planar RGB ``[x, y, c]`` of the buffer's size.
 Beyond the buffer the mosaic is mirrored about its edge pixels
 (``mirror_interior``), which keeps every sample's CFA colour, so borders need
-no special case. Buffers are at least 16 pixels on each side (the module
-handles smaller ones without these kernels).
+no special case. Buffers can be as small as 2 x 2, of odd sizes (``run_kernel``
+widens thinner ones).
 
 Schedules: the output is cut into strips of rows processed in parallel; each
 intermediate stage is computed per strip into a small cache-resident buffer
 (``compute_at`` the strip) with ``x`` vectorised, so neighbourhood stages are
-never written to main memory. The high-quality method's stages have long
-chains of neighbourhood dependencies; its main stages are computed over the
-whole buffer, each in parallel strips with its own helpers per strip.
+never written to main memory. RCD computes its stages on the 2x2 quads of the
+mosaic (every site of a quad has a known colour, so no stage tests a pixel's
+colour and each is computed only at the sites that read it) and per output
+tile rather than strip (``RCD_TILE``: its deep chain of stencils makes a strip's
+halo rows costly, and a tile's buffers stay in cache). The high-quality
+method's stages have long chains of neighbourhood dependencies; its main
+stages are computed over the whole buffer, each in parallel strips with its
+own helpers per strip.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import math
 
 import halide as hl
 
-from ..engine.halide_ops import GUARD, VEC, c, x, y
+from ..engine.halide_ops import GUARD, VEC, c, x, xi, xo, y
 
 yo, yi = hl.Var("yo"), hl.Var("yi")
 
@@ -200,32 +205,42 @@ def build_ppg():
 #: RCD's refinement (step 5, ours): window radius of the channel-correlation gate and its exponent
 RCD_REFINE = dict(radius=2, power=2)
 
-# RCD runs on the quad grid: quad (x, y) holds the photosites (2 x + i + ox, 2 y + j + oy)
-# of the four sites (i, j), (ox, oy) the red site of the pattern, so every site of a quad
-# has a known colour
-SITE_R, SITE_GR, SITE_GB, SITE_B = (0, 0), (1, 0), (0, 1), (1, 1)
-ALL_SITES = (SITE_R, SITE_GR, SITE_GB, SITE_B)
-CHROMA_SITES = (SITE_R, SITE_B)
-GREEN_SITES = (SITE_GR, SITE_GB)
+# RCD runs on the quad grid: quad (x, y) holds the photosites (2 x + i + ox, 2 y + j) of its
+# four sites (i, j); the column offset ox (0 or 1) puts the greens at (1, 0) and (0, 1), so
+# (0, 0) and (1, 1) hold red and blue, in either order. RCD treats red and blue alike, so
+# every stage is written per site, with no colour test, and only at the sites that read it.
+SITE_C0, SITE_G0, SITE_G1, SITE_C1 = (0, 0), (1, 0), (0, 1), (1, 1)
+ALL_SITES = (SITE_C0, SITE_G0, SITE_G1, SITE_C1)
+CHROMA_SITES = (SITE_C0, SITE_C1)
+GREEN_SITES = (SITE_G0, SITE_G1)
+
+#: CPU schedule of RCD: output tiles (pixels, x by y), every stage computed per tile
+RCD_TILE = (512, 128)
 
 
 def _site(s, dx, dy):
-    """The site of the photosite (dx, dy) away from site ``s``, and its quad's offset."""
+    """The site of the photosite (dx, dy) away from site ``s``, and the offset of its quad."""
     i, j = s[0] + dx, s[1] + dy
     return (i % 2, j % 2), i // 2, j // 2
 
 
+def _near(field, s, *ch):
+    """``field`` around site ``s``: (dx, dy) -> value."""
+    return lambda dx=0, dy=0: field(s, dx, dy, *ch)
+
+
 class _Quads:
-    """Funcs on the quad grid. ``plane`` stores a quantity at some sites of every quad
-    (one Func ``[x, y, c]``, its sites x channels along ``c``) and returns its accessor
-    ``f(s, dx, dy, ch, at)``: the value at the photosite (dx, dy) away from site ``s``
-    of the quad ``at`` (default (x, y))."""
+    """The stages of a quad-grid algorithm. A field is an accessor ``f(s, dx, dy, ch, at)``:
+    its value (channel ``ch``) at the photosite (dx, dy) away from site ``s`` of the quad
+    ``at`` (default (x, y))."""
 
     def __init__(self):
         self.stages: list[hl.Func] = []
+        self.joint: set[str] = set()  # stages whose sites are computed in one loop
 
-    def plane(self, name: str, sites, expr_of, channels=None):
-        """``channels``: one list for every site, or a dict of each site's."""
+    def plane(self, name: str, sites, expr_of, channels=None, joint: bool = False):
+        """A stored field: one Func ``[x, y, c]``, ``c`` enumerating its (site, channel)
+        pairs; ``channels``: one list for every site or a dict of each site's."""
         per_site = channels if isinstance(channels, dict) else {s: channels or [None] for s in sites}
         keys = [(s, ch) for s in sites for ch in per_site[s]]
         of = (lambda s, ch: expr_of(s, ch)) if channels else (lambda s, ch: expr_of(s))
@@ -236,26 +251,31 @@ class _Quads:
         f[x, y, c] = e
         f.bound(c, 0, len(keys))
         self.stages.append(f)
+        if joint:
+            self.joint.add(f.name())
 
-        def acc(s, dx=0, dy=0, ch=None, at=(x, y)):
+        def field(s, dx=0, dy=0, ch=None, at=(x, y)):
             t, qx, qy = _site(s, dx, dy)
             return hl.Expr(f[at[0] + qx, at[1] + qy, keys.index((t, ch))])
-        return acc
+        return field
+
+    @staticmethod
+    def inline(expr_of):
+        """A field computed where it is read (only ever read at its own site)."""
+        def field(s, dx=0, dy=0, ch=None, at=(x, y)):
+            assert (dx, dy) == (0, 0) and at == (x, y)
+            return expr_of(s)
+        return field
 
 
-def _near(field, s, *ch):
-    """``field`` around site ``s``: (dx, dy) -> value."""
-    return lambda dx=0, dy=0: field(s, dx, dy, *ch)
-
-
-def _interleaved(field, ch, ox, oy) -> hl.Expr:
-    """A field's value at pixel (x, y) (its four sites interleaved)."""
-    xx, yy = x - ox, y - oy
-    at = (xx // 2, yy // 2)
+def _interleaved(field, ch, ox) -> hl.Expr:
+    """A field at pixel (x, y): its four sites interleaved."""
+    xx = x - ox
+    at = (xx // 2, y // 2)
     v = {s: field(s, 0, 0, ch, at=at) for s in ALL_SITES}
     even_x = xx % 2 == 0
-    return hl.select(yy % 2 == 0, hl.select(even_x, v[SITE_R], v[SITE_GR]),
-                     hl.select(even_x, v[SITE_GB], v[SITE_B]))
+    return hl.select(y % 2 == 0, hl.select(even_x, v[SITE_C0], v[SITE_G0]),
+                     hl.select(even_x, v[SITE_G1], v[SITE_C1]))
 
 
 def build_rcd(refine: bool = True):
@@ -287,17 +307,20 @@ def build_rcd(refine: bool = True):
     Input is clipped at 0 (ratios), outputs are >= 0, as darktable does.
     Support radius 18 px (steps 1-4: 10, step 5: 3 + the second step 4).
 
-    Every stage is computed on the 2x2 quads of the mosaic and only at the sites
-    where it is used (green at R/B, R and B at G, ...), so no stage tests the
-    colour of a pixel; the output interleaves the quads. The pattern must be a
-    Bayer one (greens on a diagonal); its phase is a runtime offset of the quads.
+    Every stage is computed on the 2x2 quads of the mosaic (``_Quads``), only at
+    the sites that read it (green at R/B, R and B at G, ...), with no per-pixel
+    colour test; the output interleaves the quads. The pattern must be a Bayer
+    one (greens on a diagonal); its phase is a runtime offset of the quads.
+    The sums behind the VH/PQ decisions (their ties) are evaluated in a fixed
+    order (``strict_float``), not as LLVM reassociates a loop body.
     """
     raw, pat = bayer_io()
     m = hl.BoundaryConditions.mirror_interior(raw)
-    ox = hl.select((pat[1, 0] == 0) | (pat[1, 1] == 0), 1, 0)  # the red site of the pattern
-    oy = hl.select((pat[0, 1] == 0) | (pat[1, 1] == 0), 1, 0)
+    ox = hl.select(pat[0, 0] == 1, 1, 0)
+    c0_is_red = pat[ox, 0] == 0
     q = _Quads()
-    cfa = q.plane("rcd_cfa", ALL_SITES, lambda s: hl.max(m[2 * x + s[0] + ox, 2 * y + s[1] + oy], 0.0))
+    # the mosaic's four sites in one loop: they share its loads
+    cfa = q.plane("rcd_cfa", ALL_SITES, lambda s: hl.max(m[2 * x + s[0] + ox, 2 * y + s[1]], 0.0), joint=True)
 
     # step 1: vertical / horizontal discrimination
     def hpf(s, ux, uy):
@@ -308,16 +331,16 @@ def build_rcd(refine: bool = True):
     hph = q.plane("rcd_hpf_h", ALL_SITES, lambda s: hpf(s, 1, 0))
 
     def vh_of(s):
-        vs = hl.max(EPSSQ, hpv(s, 0, -1) + hpv(s) + hpv(s, 0, 1))
-        hs = hl.max(EPSSQ, hph(s, -1, 0) + hph(s) + hph(s, 1, 0))
-        return vs / (vs + hs)
-    vh = q.plane("rcd_vh", ALL_SITES, vh_of)
+        vs = hl.max(EPSSQ, (hpv(s, 0, -1) + hpv(s, 0, 1)) + hpv(s))
+        hs = hl.max(EPSSQ, (hph(s, -1, 0) + hph(s, 1, 0)) + hph(s))
+        return hl.strict_float(vs / (vs + hs))
+    vh = q.plane("rcd_vh", ALL_SITES, vh_of, joint=True)
 
     def disc(f, s):
         centre = f(s)
-        nb = 0.25 * (f(s, -1, -1) + f(s, 1, -1) + f(s, -1, 1) + f(s, 1, 1))
-        return hl.select(hl.abs(0.5 - centre) < hl.abs(0.5 - nb), nb, centre)
-    vh_disc = q.plane("rcd_vh_disc", ALL_SITES, lambda s: disc(vh, s))
+        nb = 0.25 * (((f(s, -1, 1) + f(s, 1, 1)) + f(s, -1, -1)) + f(s, 1, -1))
+        return hl.strict_float(hl.select(hl.abs(0.5 - centre) < hl.abs(0.5 - nb), nb, centre))
+    vh_disc = q.plane("rcd_vh_disc", ALL_SITES, lambda s: disc(vh, s), joint=True)
 
     # step 2: low-pass (read at R/B only)
     def lpf_of(s):
@@ -327,12 +350,12 @@ def build_rcd(refine: bool = True):
     lpf = q.plane("rcd_lpf", CHROMA_SITES, lpf_of)
 
     # step 3: green at R/B; cardinal gradients (0 N, 1 S, 2 W, 3 E), shared with step 5
-    def grad_of(s, k):
+    def grad(s, dx, dy, k):  # read at its own site only: computed where read
+        assert (dx, dy) == (0, 0)
         C = _near(cfa, s)
         ux, uy = ((0, -1), (0, 1), (-1, 0), (1, 0))[k]
         return EPS + hl.abs(C(ux, uy) - C(-ux, -uy)) + hl.abs(C(0, 0) - C(2 * ux, 2 * uy)) \
             + hl.abs(C(ux, uy) - C(3 * ux, 3 * uy)) + hl.abs(C(2 * ux, 2 * uy) - C(4 * ux, 4 * uy))
-    grad = q.plane("rcd_grad", CHROMA_SITES, grad_of, channels=range(4))
 
     def blend(s, n_est, s_est, w_est, e_est):
         """Inverse-gradient weighting within each axis, then the VH blend."""
@@ -365,15 +388,15 @@ def build_rcd(refine: bool = True):
     hpq = q.plane("rcd_hpf_q", CHROMA_SITES, lambda s: hpf_diag(s, -1))
 
     def pq_of(s):
-        ps = hl.max(EPSSQ, hpp(s, -1, -1) + hpp(s) + hpp(s, 1, 1))
-        qs = hl.max(EPSSQ, hpq(s, 1, -1) + hpq(s) + hpq(s, -1, 1))
-        return ps / (ps + qs)
-    pq = q.plane("rcd_pq", CHROMA_SITES, pq_of)
-    pq_disc = q.plane("rcd_pq_disc", CHROMA_SITES, lambda s: disc(pq, s))
+        ps = hl.max(EPSSQ, (hpp(s, -1, -1) + hpp(s, 1, 1)) + hpp(s))
+        qs = hl.max(EPSSQ, (hpq(s, 1, -1) + hpq(s, -1, 1)) + hpq(s))
+        return hl.strict_float(ps / (ps + qs))
+    pq = q.plane("rcd_pq", CHROMA_SITES, pq_of, joint=True)
+    pq_disc = q.inline(lambda s: disc(pq, s))  # read at its own site only
 
     def step4(gf, tag: str):
         """R and B everywhere from the green field ``gf``: the field ``rb(s, dx, dy, k)``
-        (k = 0 R, 1 B), >= 0."""
+        (k = 0 the colour of C0 sites, 1 that of C1 sites), >= 0."""
         def opp_of(s):
             C, G = _near(cfa, s), _near(gf, s)
             nw_g = EPS + hl.abs(C(-1, -1) - C(1, 1)) + hl.abs(C(-1, -1) - C(-3, -3)) + hl.abs(G(0, 0) - G(-2, -2))
@@ -384,7 +407,7 @@ def build_rcd(refine: bool = True):
             q_est = (ne_g * (C(-1, 1) - G(-1, 1)) + sw_g * (C(1, -1) - G(1, -1))) / (ne_g + sw_g)
             pd = pq_disc(s)
             return G(0, 0) + pd * q_est + (1 - pd) * p_est
-        opp = q.plane("rcd_opposite" + tag, CHROMA_SITES, opp_of)  # B at R, R at B
+        opp = q.plane("rcd_opposite" + tag, CHROMA_SITES, opp_of)  # the other chroma at R/B
 
         def chroma(k):
             """Colour k at R/B sites: the sample or the opposite estimate."""
@@ -409,19 +432,20 @@ def build_rcd(refine: bool = True):
             ve = (n2 * (X(0, 1) - G(0, 1)) + s2 * (X(0, -1) - G(0, -1))) / (n2 + s2)
             he = (e2 * (X(-1, 0) - G(-1, 0)) + w2 * (X(1, 0) - G(1, 0))) / (e2 + w2)
             return hl.max(0.0, G(0, 0) + d * he + (1 - d) * ve)
-        at_g = q.plane("rcd_rb" + tag, GREEN_SITES, at_green, channels=(0, 1))
+        rb_g = q.plane("rcd_rb" + tag, GREEN_SITES, at_green, channels=(0, 1))
 
         def rb(s, dx=0, dy=0, k=0, at=(x, y)):
             if _site(s, dx, dy)[0] in GREEN_SITES:
-                return at_g(s, dx, dy, k, at=at)
+                return rb_g(s, dx, dy, k, at=at)
             return hl.max(0.0, chroma(k)(s, dx, dy, at=at))
         return rb
 
     def output(gf, rb):
         rgb = hl.Func("rgb")
-        rgb[x, y, c] = hl.select(c == 1, _interleaved(gf, None, ox, oy), c == 0, _interleaved(rb, 0, ox, oy),
-                                 _interleaved(rb, 1, ox, oy))
-        _schedule_rcd(rgb, q.stages)
+        k0, k1 = _interleaved(rb, 0, ox), _interleaved(rb, 1, ox)
+        rgb[x, y, c] = hl.select(c == 1, _interleaved(gf, None, ox), c == 0, hl.select(c0_is_red, k0, k1),
+                                 hl.select(c0_is_red, k1, k0))
+        _schedule_rcd(rgb, q)
         return rgb, [raw, pat]
 
     rb1 = step4(green, "1")
@@ -438,19 +462,18 @@ def build_rcd(refine: bool = True):
 
     planes = (green, lambda s, dx=0, dy=0: rb1(s, dx, dy, 0), lambda s, dx=0, dy=0: rb1(s, dx, dy, 1))
 
-    def lap_of(s, k):  # Laplacians of G, R, B
+    def lap_of(s, k):  # Laplacians of G and of the colours of C0 and C1 sites
         pl = _near(planes[k], s)
         return 4 * pl(0, 0) - pl(-1, 0) - pl(1, 0) - pl(0, -1) - pl(0, 1)
     lap = q.plane("rcd_lap", ALL_SITES, lap_of, channels=range(3))
 
-    def prod_of(s, k):  # G.R, R.R, G.B, B.B, G.G
+    def prod(s, dx, dy, k):  # G.C0, C0.C0, G.C1, C1.C1, G.G (C0, C1: the colours of those sites)
         a, b = ((0, 1), (1, 1), (0, 2), (2, 2), (0, 0))[k]
-        return lap(s, 0, 0, a) * lap(s, 0, 0, b)
-    prod = q.plane("rcd_prod", ALL_SITES, prod_of, channels=range(5))
+        return lap(s, dx, dy, a) * lap(s, dx, dy, b)
     r = P["radius"]
-    # the window sums are read at R/B only: G.R, R.R, G.G at R; G.B, B.B, G.G at B; the
-    # row sums of a column of R (B) sites carry R's (B's)
-    col_sums = {SITE_R: (0, 1, 4), SITE_GB: (0, 1, 4), SITE_GR: (2, 3, 4), SITE_B: (2, 3, 4)}
+    # the window sums are read at R/B only: G.C0, C0.C0, G.G at C0; G.C1, C1.C1, G.G at C1;
+    # the row sums of a column of C0 (C1) sites carry C0's (C1's)
+    col_sums = {SITE_C0: (0, 1, 4), SITE_G1: (0, 1, 4), SITE_G0: (2, 3, 4), SITE_C1: (2, 3, 4)}
     box_h = q.plane("rcd_box_h", ALL_SITES,
                     lambda s, k: sum((prod(s, i, 0, k) for i in range(-r, r + 1)), hl.f32(0)), channels=col_sums)
     box = q.plane("rcd_box", CHROMA_SITES,
@@ -459,7 +482,7 @@ def build_rcd(refine: bool = True):
 
     def green2_of(s):
         S = lambda k: box(s, 0, 0, k)  # noqa: E731
-        own = 0 if s == SITE_R else 2
+        own = 0 if s == SITE_C0 else 2
         gg, gc, cc = S(4), S(own), S(own + 1)
         rho = gc / (hl.sqrt(hl.max(gg, 0.0)) * hl.sqrt(hl.max(cc, 0.0)) + hl.f32(1e-8))
         alpha = hl.clamp(rho, 0.0, 1.0)
@@ -475,11 +498,22 @@ def build_rcd_classic():
     return build_rcd(refine=False)
 
 
-def _schedule_rcd(rgb: hl.Func, stages, rows: int = 64) -> None:
-    strips(rgb, rows, stages)
-    if GPU.get() == "roots":
-        for f in stages:  # a thread computes all sites of its quad
-            f.unroll(c)
+def _schedule_rcd(rgb: hl.Func, q: _Quads) -> None:
+    """Output tiles in parallel rows of tiles; every stage per tile (cache-resident), x
+    vectorised. A stage's sites are computed in separate loops (one body per site, as in
+    a per-pixel loop), except the ``joint`` ones, whose sites share loads."""
+    if GPU.get():
+        strips(rgb, RCD_TILE[1], q.stages)
+        if GPU.get() == "roots":
+            for f in q.stages:  # a thread computes its quad's sites
+                f.unroll(c)
+        return
+    rgb.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+    rgb.tile(x, y, xo, yo, xi, yi, *RCD_TILE, GUARD).parallel(yo).vectorize(xi, VEC, GUARD)
+    for f in q.stages:
+        f.compute_at(rgb, xo).vectorize(x, VEC, GUARD).unroll(c)
+        if f.name() in q.joint:
+            f.reorder(c, x, y)
 
 
 # --------------------------------------------------------------------------- high quality: MLRI

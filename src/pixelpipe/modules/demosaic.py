@@ -92,6 +92,9 @@ def check_cfa(image) -> str:
         rgb = cfa.rgb_pattern()
         if pat.shape != (2, 2) or sorted(set(rgb.ravel().tolist())) != [0, 1, 2]:
             problem = f"a Bayer pattern of shape {pat.shape} with colours {cfa.colors!r}"
+        elif not ((rgb[0, 0] == rgb[1, 1] == 1) or (rgb[0, 1] == rgb[1, 0] == 1)):
+            # the Bayer kernels work on 2x2 quads with the greens on a diagonal (every real Bayer sensor)
+            problem = f"a Bayer pattern whose greens are not on a diagonal ({rgb.tolist()})"
     elif kind == "xtrans":
         rgb = cfa.rgb_pattern()
         if pat.shape != (6, 6) or sorted(set(rgb.ravel().tolist())) != [0, 1, 2]:
