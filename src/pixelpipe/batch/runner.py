@@ -156,7 +156,8 @@ IN_FLIGHT = 2
 
 
 def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading.Event) -> bool:
-    """This process, file after file, with two files in flight.
+    """This process, file after file, with two files in flight (one where the memory budget is
+    under 3 GiB).
 
     A file's decoding, hashing and JPEG encoding run on one core, its kernels on all of
     them; with a second file in flight one file's single-threaded steps overlap the
@@ -166,18 +167,20 @@ def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+    from ..engine.buffers import POOL
+    from ..pipe.cache import memory_budget
     from .worker import process_job
 
-    depth = int(os.environ.get("PIXELPIPE_IN_FLIGHT", IN_FLIGHT))
+    # a second file in flight doubles the peak memory (~1.3 GB for a 24 MP export): only where
+    # the memory budget (half the RAM, see pipe/cache.py) has room for it
+    default_depth = IN_FLIGHT if memory_budget() >= 3 << 30 else 1
+    depth = int(os.environ.get("PIXELPIPE_IN_FLIGHT", default_depth))
     if plan.single or len(plan.jobs) < 2 or depth < 2:
         for job in plan.jobs:
             if cancel.is_set():
                 return False
             on_result(process_job(job, plan.settings, raise_errors=plan.single))
         return True
-    from ..engine.buffers import POOL
-    from ..pipe.cache import memory_budget
-
     # every file in flight releases its pipe's buffers to the pool when done; a pool that
     # holds them all lets the next files write into mapped memory instead of faulting in
     # fresh pages (costly on some VMs: engine/buffers.py)
