@@ -2,10 +2,10 @@
 """Where a batch file's time goes when N files are in flight in one process.
 
     python bench/batch_phases.py DEVICE FILES IN_FLIGHT [SOURCE.dng]
-    python bench/batch_phases.py cuda 41 4 /tmp/gopro.dng     # as run on the H200 host
+    python bench/batch_phases.py cuda 41 4 gopro.dng     # as run on the H200 host
 
-FILES hard links of SOURCE (default: the 12 MP GoPro DNG of the test data) go into
-/tmp/ph/in; the first file warms the kernels, the rest run through the batch worker's
+FILES hard links (copies across file systems) of SOURCE (default: the 12 MP GoPro DNG of the
+test data) go into a temporary folder; the first file warms the kernels, the rest run through the batch worker's
 ``process_job`` on IN_FLIGHT threads. Prints files/s and, per file, the time spent in
 hashing, decoding, the pipe, JPEG encoding and writing, summed over the threads (so a
 phase that waits on a shared lock grows with IN_FLIGHT).
@@ -14,6 +14,7 @@ import collections
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,10 +56,14 @@ if len(sys.argv) > 4:
 else:
     from pixelpipe.testdata import raw_dir
     src = str(raw_dir() / "gopro_hero6_black_gpr2dng.dng")
-ind, out = "/tmp/ph/in", "/tmp/ph/out"
-shutil.rmtree("/tmp/ph", ignore_errors=True); os.makedirs(ind)
+work = tempfile.mkdtemp(prefix="batch_phases_")
+ind, out = os.path.join(work, "in"), os.path.join(work, "out")
+os.makedirs(ind)
 for i in range(n):
-    os.link(src, f"{ind}/f{i:03d}.dng")
+    try:
+        os.link(src, os.path.join(ind, f"f{i:03d}.dng"))
+    except OSError:
+        shutil.copy(src, os.path.join(ind, f"f{i:03d}.dng"))
 plan = plan_export({"inputs": [ind], "output": out, "device": device, "cwd": os.getcwd(), "quiet": True})
 W.process_job(plan.jobs[0], plan.settings)  # warm
 acc.clear()
@@ -69,3 +74,4 @@ wall = time.perf_counter() - t0
 m = len(res)
 print(f"{device} in flight {depth}: {m} files in {wall:.2f} s = {m / wall:.2f} files/s; per file (summed over threads):",
       ", ".join(f"{k} {1000 * v / m:.0f} ms" for k, v in acc.items()))
+shutil.rmtree(work, ignore_errors=True)

@@ -235,6 +235,11 @@ def darktable_loop(files: list[Path], out: Path, work: Path, quality: int, width
     clear(work / "dtwarm")
     (work / "dtwarm").mkdir(parents=True)
     run_once(argv_for(files[0], work / "dtwarm" / "warm.jpg"))
+    return process_per_file("darktable-cli", files, out, argv_for, sample)
+
+
+def process_per_file(tool: str, files: list[Path], out: Path, argv_for, sample: float) -> dict:
+    """One ``argv_for(file, output)`` process per file, timed as a whole while the machine is sampled."""
     clear(out)
     out.mkdir(parents=True)
     cpu = other_busy = 0.0
@@ -243,7 +248,7 @@ def darktable_loop(files: list[Path], out: Path, work: Path, quality: int, width
         for f in files:
             r = run_once(argv_for(f, out / (f.stem + ".jpg")))
             if r["rc"] != 0:
-                raise SystemExit(f"darktable-cli failed on {f}: {r['stderr'][-500:]}")
+                raise SystemExit(f"{tool} failed on {f}: {r['stderr'][-500:]}")
             cpu += r["cpu"]
             other_busy += r["other"] * r["wall"]
         wall = time.perf_counter() - t0
@@ -276,24 +281,12 @@ def pixelpipe_batch(inp: Path, out: Path, jobs: str, device: str, width: int | N
 
 def pixelpipe_loop(files: list[Path], out: Path, device: str, width: int | None, quality: int,
                    sample: float = 0.5) -> dict:
-    clear(out)
-    out.mkdir(parents=True)
-    cpu = other_busy = 0.0
-    with Sampler(sample) as smp:
-        t0 = time.perf_counter()
-        for f in files:
-            argv = pixelpipe_exe() + ["export", str(f), str(out / (f.stem + ".jpg")), "-q", "--no-server",
-                                      "--device", device, "--quality", str(quality)]
-            if width:
-                argv += ["--width", str(width), "--height", str(width)]
-            r = run_once(argv)
-            if r["rc"] != 0:
-                raise SystemExit(f"pixelpipe failed on {f}: {r['stderr'][-500:]}")
-            cpu += r["cpu"]
-            other_busy += r["other"] * r["wall"]
-        wall = time.perf_counter() - t0
-    return {"files": len(files), "wall": wall, "cpu": cpu, "other": other_busy / wall,
-            "written": count_outputs(out), "busy": smp.summary()}
+    def argv_for(f: Path, dest: Path) -> list[str]:
+        argv = pixelpipe_exe() + ["export", str(f), str(dest), "-q", "--no-server",
+                                  "--device", device, "--quality", str(quality)]
+        return argv + (["--width", str(width), "--height", str(width)] if width else [])
+
+    return process_per_file("pixelpipe", files, out, argv_for, sample)
 
 
 def start_serve(jobs: str) -> None:

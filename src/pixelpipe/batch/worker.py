@@ -190,7 +190,6 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
                     if n not in result["notices"]:
                         result["notices"].append(n)
                 _write(out.path, planar, p, pipe, image, recipes[k], overwrite)
-                planar = None  # so that release() below may reuse its buffer
                 per_out[k]["status"] = WRITTEN
             except KeyboardInterrupt:
                 raise
@@ -219,7 +218,7 @@ def process_job(job: dict, settings: dict, *, raise_errors: bool = False) -> dic
             if o["status"] is None:
                 o["status"] = FAILED
                 o["reason"] = result["error"]
-    planar = None
+    planar = None  # the last output: release() may reuse its buffer
     for pipe in pipes.values():
         pipe.release()  # the next file's modules write into these buffers
     for k, o in enumerate(per_out):

@@ -90,8 +90,6 @@ from .base import Flags, HalideModule, HInput, Params, Piece, ROI, param
 MODES = ("opposed", "clip")
 #: darktable's clipping margin for inpaint opposed (highlights_clip_magics)
 OPPOSED_MARGIN = 0.987
-#: cube-root domain of the opposed mean (darktable's HL_POWERF)
-POWER = 3.0
 #: the chrominance needs more photosites than this, else it is 0
 MIN_SAMPLES = 100
 #: unclipped photosites below this fraction of the clip level do not contribute to the chrominance
@@ -207,7 +205,7 @@ def effective_mode(piece: Piece) -> str:
 # --------------------------------------------------------------------------- Halide algorithms
 
 def _cube_root(v):
-    """``v^(1/3)`` for v > 0, else 0, without ``pow`` (three per photosite make pow this module's main cost).
+    """``v^(1/3)`` for v > 0 (the opposed means' cube-root domain, darktable's HL_POWERF = 3), else 0, without ``pow`` (three per photosite make pow this module's main cost).
 
     First guess from the float's bits (exponent and mantissa divided by 3: within 3.3 %),
     then two Halley steps (cubic convergence): within 2.4e-7 relative for v in [1e-8, 100],
@@ -269,12 +267,17 @@ def _reference(src, p, period: int, scale=None):
     return {"value": value, "colour": colour, "across": across, "ref": ref}
 
 
+def _store_reference_at(funcs, out, strip) -> None:
+    """The reference's colours, values and horizontal sums, stored per ``strip`` of ``out``."""
+    funcs["colour"].compute_at(out, strip).vectorize(x, VEC, GUARD)
+    funcs["value"].compute_at(out, strip).vectorize(x, VEC, GUARD)
+    funcs["across"].compute_at(out, strip).reorder(x, y, c).bound(c, 0, 6).unroll(c).vectorize(x, VEC, GUARD)
+
+
 def _schedule_reference(out, funcs):
     """Strips of 16 rows in parallel; per strip the colours, values and horizontal sums are stored."""
     out.split(y, yo, yi, 16, GUARD).parallel(yo).vectorize(x, VEC, GUARD)
-    funcs["colour"].compute_at(out, yo).vectorize(x, VEC, GUARD)
-    funcs["value"].compute_at(out, yo).vectorize(x, VEC, GUARD)
-    funcs["across"].compute_at(out, yo).reorder(x, y, c).bound(c, 0, 6).unroll(c).vectorize(x, VEC, GUARD)
+    _store_reference_at(funcs, out, yo)
 
 
 # --------------------------------------------------------------------------- the whole-image statistics
@@ -403,9 +406,7 @@ def _build_block_stats(period: int):
     stats.bound(j, 0, 9).reorder(j, bx, by).unroll(j).split(by, byo, by, BLOCK_ROWS, GUARD).parallel(byo) \
         .vectorize(bx, VEC // 2, GUARD)
     across.compute_at(stats, byo).bound(j, 0, 9).reorder(j, bx, y).unroll(j).vectorize(bx, VEC // 2, GUARD)
-    for name in ("colour", "value"):
-        f[name].compute_at(stats, byo).vectorize(x, VEC, GUARD)
-    f["across"].compute_at(stats, byo).reorder(x, y, c).bound(c, 0, 6).unroll(c).vectorize(x, VEC, GUARD)
+    _store_reference_at(f, stats, byo)
     for g in (kind, diff):
         g.compute_at(stats, byo).vectorize(x, VEC, GUARD)
     return stats, [prepared, lut, coeff, clips]

@@ -132,7 +132,6 @@ class Sigmoid(HalideModule):
         curves = hl.Func("sigmoid_curves")  # [x, y, k]: per channel, curve(min, mid, max); ratio: curve(mean)
         curves[x, y, c] = curve(mean) if ratio_path else curve(hl.select(c == 0, vmin, c == 1, vmid, vmax))
         self._stages = [curves]
-        self._curve_count = 1 if ratio_path else 3
         omin, omid, omax = curves[x, y, 0], curves[x, y, 1], curves[x, y, 2]
         # darktable's hue and energy preservation: the middle channel moves towards the input hue;
         # the channel sum goes from the per-channel one (input near grey) to that of the
@@ -179,9 +178,9 @@ class Sigmoid(HalideModule):
         from ..engine.halide_ops import GUARD, VEC, rows
 
         rows(out.reorder(c, x, y).bound(c, 0, 3).unroll(c))
+        n_curves = 1 if self.variant(piece) == "ratio" else 3
         for f in self._stages:
-            f.compute_at(out, x).reorder(c, x, y).bound(c, 0, self._curve_count).unroll(c) \
-                .vectorize(x, VEC, GUARD)
+            f.compute_at(out, x).reorder(c, x, y).bound(c, 0, n_curves).unroll(c).vectorize(x, VEC, GUARD)
 
     def commit(self, piece):
         piece.data.update(curve_parameters(piece.params))
