@@ -22,19 +22,37 @@ def chart():
     return load(raw_file(CHART))
 
 
-def test_fused_export_equals_module_by_module(chart, monkeypatch):
-    edit = Edit.default_for(chart)
-    monkeypatch.setenv("PIXELPIPE_FUSION", "1")
+@pytest.mark.parametrize("workflow, orientation", [("scene-referred-sigmoid", 2), ("scene-referred-filmic", 0),
+                                                   ("scene-referred-agx", 3), ("display-referred", -1)])
+def test_fused_export_equals_module_by_module(chart, monkeypatch, workflow, orientation):
+    """The CPU export pipe runs the per-pixel modules after demosaic (staged ones included,
+    led by a mirroring flip) as one kernel; the result is the module-by-module one."""
+    edit = Edit.default_for(chart, workflow)
+    edit.set_params("flip", chart, orientation=orientation)
     fused = Pipe(chart, edit, "export")
     assert fused.fuse
     a = fused.render(width=600)
+    runs = [k.split("+") for k in fused.last.seconds if "+" in k]
+    tone = {"scene-referred-sigmoid": "sigmoid", "scene-referred-filmic": "filmicrgb",
+            "scene-referred-agx": "agx", "display-referred": "basecurve"}[workflow]
+    assert any(r[0] == "flip" and tone in r and r[-1] == "gamma" for r in runs), runs
     monkeypatch.setenv("PIXELPIPE_NO_FUSION", "1")
     plain = Pipe(chart, edit, "export")
     assert not plain.fuse
     b = plain.render(width=600)
+    assert not any("+" in k for k in plain.last.seconds)
     np.testing.assert_allclose(a, b, atol=2e-6)
     # every module still counts as executed
     assert fused.last.executed == plain.last.executed
+
+
+def test_swapping_flip_is_not_fused(chart):
+    """A rotation by 90 degrees would read an input column per output row: its own kernel."""
+    edit = Edit.default_for(chart)
+    edit.set_params("flip", chart, orientation=6)
+    p = Pipe(chart, edit, "export")
+    p.render(width=300)
+    assert "flip" in p.last.seconds and any(k.startswith("exposure+") for k in p.last.seconds)
 
 
 @pytest.mark.parametrize("width", [None, 700])

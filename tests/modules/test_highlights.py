@@ -78,12 +78,15 @@ def opposed_ref(m, col, clips, chroma):
     return out
 
 
-def scene(h=48, w=60, pattern=RGGB):
-    """A balanced mosaic with a cyan-ish sky blob clipped in G and B, and its raw (white = 1) source."""
+def scene(h=48, w=60, pattern=RGGB, rows=None):
+    """A balanced mosaic with a cyan-ish sky blob clipped in G and B (one centred on each of
+    ``rows``; default: the middle row), and its raw (white = 1) source."""
     yy, xx = np.mgrid[0:h, 0:w]
     truth = np.stack([0.35 + 0.2 * np.sin(xx / 7.0), 0.45 + 0.2 * np.cos(yy / 5.0), 0.4 + 0.1 * np.sin((xx + yy) / 9)])
-    sky = ((yy - h / 2) / 10) ** 2 + ((xx - w / 2) / 12) ** 2
-    glow = np.clip(1.6 - 0.6 * sky, 0, None)  # bright core fading into the surroundings
+    glow = 0
+    for r in rows or [h / 2]:
+        sky = ((yy - r) / 10) ** 2 + ((xx - w / 2) / 12) ** 2
+        glow = glow + np.clip(1.6 - 0.6 * sky, 0, None)  # bright core fading into the surroundings
     truth = truth + glow[None] * np.array([1.35, 1.2, 1.25])[:, None, None]
     col = _colours(h, w, pattern)
     balanced_true = np.take_along_axis(truth, col[None], 0)[0]
@@ -121,6 +124,26 @@ def test_opposed_matches_numpy_reference(pattern):
     # reconstructed G in the clipped core rises above the sensor's clip, towards the true colour
     core = (m >= clips[col]) & (col == 1)
     assert out[core].mean() > 1.1
+
+
+def test_statistic_leaves_out_only_rows_far_from_clipping():
+    """Two clipped bands with unclipped rows between and below: the block rows more than
+    three blocks from any clipped block are not computed, and the chrominance is still the
+    whole-grid rule's."""
+    from pixelpipe.modules.highlights import _block_stats
+
+    img, m, col = scene(h=150, pattern=RGGB, rows=[20, 95])
+    clips = 0.987 * np.array(COEFF)
+    clipped_rows = np.flatnonzero((m >= clips[col]).any(axis=1))
+    assert clipped_rows.max() < 120 and np.diff(clipped_rows).max() > 30  # two bands, a gap, a margin
+    stats = _block_stats(m, img.cfa.rgb_pattern(), np.ones(3), clips)
+    near = sorted({b + d for b in set(clipped_rows // 3) for d in range(-3, 4) if 0 <= b + d < 50})
+    assert stats.shape[1] == len(near) < 50
+    assert (stats[:3].max(axis=(0, 2)) > 0).sum() == len(set(clipped_rows // 3))
+    chroma = chroma_ref(m, col, clips)
+    assert np.all(chroma != 0)
+    _, piece = run_module("highlights", img, m, params=NO_DETECT, dsc=_dsc(img))
+    np.testing.assert_allclose(piece.data["chroma"], chroma, rtol=1e-4, atol=1e-6)
 
 
 def test_opposed_region_of_interest_equals_the_whole_image():

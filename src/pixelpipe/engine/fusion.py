@@ -44,12 +44,14 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
     params_all = []
     stage_outputs = []
     inner_stages = []  # a staged module's per-pixel Funcs
+    tables = []  # per-call tables (computed once, before the pixels)
     for k, (m, p) in enumerate(chain):
         builtins = {n: hl.Param(hl.Int(32), f"m{k}_{n}") for n in ho.BUILTINS}
         params = ho.declare_inputs(m.inputs, prefix=f"m{k}_", builtins=builtins)
         f = m.algorithm(f, params, p)
         stage_outputs.append(f)
         inner_stages.append(list(getattr(m, "_stages", [])) if getattr(m, "staged", False) else [])
+        tables += getattr(m, "_tables", [])
         args += [params[i.name] for i in m.inputs] + [builtins[n] for n in ho.BUILTINS]
         params_all.append(params)
     last_m, last_p = chain[-1]
@@ -61,7 +63,7 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
         if len(stage_outputs) == 1 and not output_u8:
             last_m.schedule(f, last_p)
         else:
-            _schedule_fused_cpu(f, [g for g in stage_outputs if g is not f])
+            _schedule_fused_cpu(f, [g for g in stage_outputs if g is not f] + sum(inner_stages, []), tables)
     else:
         _schedule_gpu(f, stage_outputs, chain, inner_stages)
     return f, args
@@ -121,10 +123,11 @@ def _gpu_tile(f, channels: int | None = 3):
     return xi
 
 
-def _schedule_fused_cpu(final, intermediates) -> None:
-    """Strips of rows flow through the chain: for each strip every module's output is
-    computed into a small cache-resident buffer that the next module reads, so the chain
-    makes one pass over memory and each module keeps its own vectorised inner loop."""
+def _schedule_fused_cpu(final, intermediates, tables=()) -> None:
+    """Rows flow through the chain: for each output row every module's output (and every
+    per-pixel stage of a staged module) is computed into a row buffer that stays in the
+    cache for the next step, so the chain makes one pass over memory and each step keeps
+    its own vectorised inner loop; strips of rows run in parallel."""
     hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
     yo, yi = hl.Var("yo"), hl.Var("yi")
     # channels innermost and unrolled: per-pixel work shared by the three channels
@@ -133,10 +136,12 @@ def _schedule_fused_cpu(final, intermediates) -> None:
         final.reorder(c, x, y).bound(c, 0, 3).unroll(c)
     final.split(y, yo, yi, 8, ho.GUARD).parallel(yo).vectorize(x, ho.VEC, ho.GUARD)
     for g in intermediates:
-        g.compute_at(final, yo)
+        g.compute_at(final, yi)
         if g.dimensions() == 3:
-            g.reorder(c, x, y).bound(c, 0, 3).unroll(c)
+            g.reorder(c, x, y).unroll(c)
         g.vectorize(x, ho.VEC, ho.GUARD)
+    for t in tables:
+        t.compute_root().vectorize(x, ho.VEC, ho.GUARD)
 
 
 def fused_kernel(chain, device: str = "cpu"):

@@ -348,7 +348,9 @@ class HalideModule(Module):
     is a runtime value, so parameter changes never recompile. ``staged``
     algorithms are point-wise but built from intermediate per-pixel Funcs that
     ``algorithm`` lists in ``self._stages`` (the schedule places them; inlined,
-    chains of cross-channel steps grow exponentially).
+    chains of cross-channel steps grow exponentially). Per-call tables (a Func
+    the pixels read many times, e.g. rawprepare's gain-map rows) are listed in
+    ``self._tables``; every schedule computes them once, before the pixels.
     """
 
     inputs: ClassVar[tuple[HInput, ...]] = ()
@@ -363,6 +365,11 @@ class HalideModule(Module):
     def pointwise_for(self, piece: Piece) -> bool:
         """``pointwise`` for this piece's parameters (a module may be point-wise for some)."""
         return self.pointwise
+
+    def gathers_for(self, piece: Piece) -> bool:
+        """Each output pixel is one input pixel, fetched from another place in the same-sized
+        buffer (a mirror): such a module may start a fused run, reading the run's input."""
+        return False
 
     def algorithm(self, inp, p: dict, piece: Piece):  # -> hl.Func
         raise NotImplementedError

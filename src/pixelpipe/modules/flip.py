@@ -72,6 +72,11 @@ class Flip(HalideModule):
     def pointwise_for(self, piece) -> bool:
         return self.bits(piece) == 0
 
+    def gathers_for(self, piece) -> bool:
+        # a mirror reads whole rows (fused, each output row from one input row); a swap would
+        # read a column per output row, so it stays its own kernel
+        return not self.bits(piece) & SWAP_XY
+
     def bits(self, piece) -> int:
         o = piece.params.orientation
         return EXIF_TO_BITS.get(int(piece.image.orientation or 1), 0) if o < 0 else o

@@ -76,6 +76,7 @@ each side (the 3x3 neighbourhood): ``modify_roi_in`` pads the region by 1;
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -344,6 +345,10 @@ def _histograms(image) -> np.ndarray:
     return out.sum(axis=0, dtype=np.int64)[:3 * HIST_SLOTS].reshape(3, HIST_SLOTS)
 
 
+#: how far (in blocks, along either axis) the disc of :func:`_dilate_disc` reaches
+NEAR_BLOCKS = 3
+
+
 def _dilate_disc(m: np.ndarray) -> np.ndarray:
     """Dilation of a boolean grid by the disc dx^2 + dy^2 <= 13 (a 7x7 square without its corners).
 
@@ -376,6 +381,7 @@ def _build_block_stats(period: int):
     lut = hl.ImageParam(hl.Int(32), 2, "lut")
     coeff = hl.ImageParam(hl.Float(32), 1, "coeff")
     clips = hl.ImageParam(hl.Float(32), 1, "clips")
+    row0 = hl.Param(hl.Int(32), "row0")  # the block row the output's row 0 is
     W, H = prepared.dim(0).extent(), prepared.dim(1).extent()
     p = {"lut": lut, "in_w": W, "in_h": H, "ox": 0, "oy": 0}
     src = hl.BoundaryConditions.repeat_edge(prepared)
@@ -401,7 +407,7 @@ def _build_block_stats(period: int):
     across = hl.Func("block_across")  # [bx, y, j]
     across[bx, y, j] = sum((term[BLOCK * bx + i, y, j] for i in range(BLOCK)), hl.f32(0))
     stats = hl.Func("block_stats")
-    stats[bx, by, j] = sum((across[bx, BLOCK * by + i, j] for i in range(BLOCK)), hl.f32(0))
+    stats[bx, by, j] = sum((across[bx, BLOCK * (by + row0) + i, j] for i in range(BLOCK)), hl.f32(0))
     byo = hl.Var("byo")
     stats.bound(j, 0, 9).reorder(j, bx, by).unroll(j).split(by, byo, by, BLOCK_ROWS, GUARD).parallel(byo) \
         .vectorize(bx, VEC // 2, GUARD)
@@ -409,17 +415,60 @@ def _build_block_stats(period: int):
     _store_reference_at(f, stats, byo)
     for g in (kind, diff):
         g.compute_at(stats, byo).vectorize(x, VEC, GUARD)
-    return stats, [prepared, lut, coeff, clips]
+    return stats, [prepared, lut, coeff, clips, row0]
+
+
+def _build_clipped_blocks(period: int):
+    """Kernel: per 3x3-photosite block, 1 when a photosite in it is clipped (as the statistics
+    count it: ``prepared * coeff[colour] >= clips[colour]``), else 0. One cheap pass that
+    tells the block statistics which rows they can leave out."""
+    prepared = hl.ImageParam(hl.Float(32), 2, "prepared")
+    lut = hl.ImageParam(hl.Int(32), 2, "lut")
+    coeff = hl.ImageParam(hl.Float(32), 1, "coeff")
+    clips = hl.ImageParam(hl.Float(32), 1, "clips")
+    W, H = prepared.dim(0).extent(), prepared.dim(1).extent()
+    k = hl.clamp(lut[x % period, y % period], 0, 2)
+    v = prepared[hl.min(x, W - 1), hl.min(y, H - 1)] * coeff[k]
+    hit = hl.Func("hit")
+    hit[x, y] = hl.select((x < W) & (y < H) & (v >= clips[k]), hl.u8(1), hl.u8(0))
+    bx, by, byo = hl.Var("bx"), hl.Var("by"), hl.Var("byo")
+    flags = hl.Func("clipped_blocks")
+    flags[bx, by] = functools.reduce(hl.max, [hit[BLOCK * bx + i, BLOCK * by + j]
+                                              for i in range(BLOCK) for j in range(BLOCK)])
+    flags.split(by, byo, by, 4 * BLOCK_ROWS, GUARD).parallel(byo).vectorize(bx, VEC, GUARD)
+    return flags, [prepared, lut, coeff, clips]
 
 
 def _block_stats(prepared: np.ndarray, rgb_pattern: np.ndarray, coeff, clips) -> np.ndarray:
+    """(9, rows, block columns): see :func:`_build_block_stats`, for the block rows within
+    ``NEAR_BLOCKS`` of a block with a clipped photosite, in order. Other rows cannot take part
+    in the statistic, so they are not computed; the rows kept are NEAR_BLOCKS or more either
+    side of every clipped block, so the disc dilation of the kept rows, stacked, reaches no
+    farther than on the whole grid."""
     n = period_of(rgb_pattern)
+    lut, coeff, clips = tiled_lut(rgb_pattern), f32(coeff), f32(clips)
+    prepared = f32(prepared)
+    H, W = prepared.shape
+    hb, wb = -(-H // BLOCK), -(-W // BLOCK)
+    find = get_kernel("highlights_clipped_blocks", lambda: _build_clipped_blocks(n), variant=f"p{n}",
+                      source_tag=source_tag_of(_build_clipped_blocks))
+    # outputs at least 2 x 2 (engine/kernels.widen: thin arrays are read with their axes swapped)
+    flags = np.empty((max(hb, 2), max(wb, 2)), np.uint8)
+    find(prepared, lut, coeff, clips, flags)
+    rows = flags[:hb, :wb].any(axis=1)
+    near = rows.copy()
+    for d in range(1, NEAR_BLOCKS + 1):
+        near[d:] |= rows[:-d]
+        near[:-d] |= rows[d:]
     k = get_kernel("highlights_block_stats", lambda: _build_block_stats(n), variant=f"p{n}",
                    source_tag=source_tag_of(_build_block_stats))
-    H, W = prepared.shape
-    out = np.empty((9, -(-H // BLOCK), -(-W // BLOCK)), np.float32)
-    k(f32(prepared), tiled_lut(rgb_pattern), f32(coeff), f32(clips), out)
-    return out
+    parts = [np.zeros((9, 0, wb), np.float32)]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], near.view(np.int8), [0]])))
+    for a, b in zip(edges[::2], edges[1::2]):
+        part = np.empty((9, max(b - a, 2), wb), np.float32)
+        k(prepared, lut, coeff, clips, int(a), part)
+        parts.append(part[:, :b - a])
+    return np.concatenate(parts, axis=1)
 
 
 def chrominance(mosaic: np.ndarray, rgb_pattern: np.ndarray, clips: np.ndarray, coeff=None) -> np.ndarray:

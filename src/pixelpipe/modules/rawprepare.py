@@ -238,7 +238,7 @@ class Rawprepare(HalideModule):
         # arithmetic as the direct formula, but contiguous loads instead of four gathers per map.
         gain = hl.f32(1)
         g = p["gains"]
-        self._gain_rows = []
+        self._tables = []
         for k in range(self._n_gains(piece)):
             fx, fy = p["gx"][x, k], p["gy"][y, k]
             i0 = hl.clamp(hl.i32(hl.floor(fx)), 0, g.dim(0).extent() - 2)
@@ -246,7 +246,7 @@ class Rawprepare(HalideModule):
             tx, ty = fx - hl.f32(i0), fy - hl.f32(j0)
             along_x = hl.Func(f"gain_rows_{k}")  # [buffer column, map row]
             along_x[x, y] = g[i0, y, k] * (1 - tx) + g[i0 + 1, y, k] * tx
-            self._gain_rows.append(along_x)
+            self._tables.append(along_x)
             top, bottom = along_x[x, j0], along_x[x, j0 + 1]
             covered = (fx >= 0) & (fy >= 0)
             if planar:
@@ -258,7 +258,7 @@ class Rawprepare(HalideModule):
 
     def schedule(self, out, piece):
         super().schedule(out, piece)
-        for f in self._gain_rows:  # once per call: columns x map rows
+        for f in self._tables:  # once per call: columns x map rows
             f.compute_root().vectorize(x, VEC, GUARD)
 
     # -- metadata

@@ -87,13 +87,11 @@ class Pipe:
         # blending & masks (pixelpipe.blend): published raster masks; darkroom "display mask" label
         self.raster_masks = blend_hooks.RasterStore()
         self.show_mask: str | None = None
-        #: fuse point-wise runs (export and thumbnail pipes keep no intermediate anyway)
-        # On a GPU the whole chain fuses so buffers stay on the device. On the CPU,
-        # measured on 12 MP (BENCHMARKS.md), fusing the point-wise run was no faster
-        # than module by module (the run is compute-bound), so it is opt-in there.
-        fuse_env = os.environ.get("PIXELPIPE_FUSION", "")
-        self.fuse = (self.kind in ("export", "thumbnail") and not os.environ.get("PIXELPIPE_NO_FUSION")
-                     and (self.device != "cpu" or fuse_env == "1"))
+        #: fuse runs of modules into one kernel (export and thumbnail pipes keep no intermediate
+        # anyway): on a GPU the whole chain, so buffers stay on the device; on the CPU runs of
+        # per-pixel modules, a row at a time (12 MP: 25-35 % less time than module by module,
+        # BENCHMARKS.md). PIXELPIPE_NO_FUSION=1 turns it off (for comparisons).
+        self.fuse = self.kind in ("export", "thumbnail") and not os.environ.get("PIXELPIPE_NO_FUSION")
         if image.is_raw:
             # Bayer, X-Trans, four-colour, monochrome and planar non-CFA raws are
             # processed; anything else (an unknown CFA) is refused here, clearly
@@ -287,18 +285,24 @@ class Pipe:
                   file=sys.stderr)
         return blend_hooks.show_mask_overlay(self, stages, keys, buf)
 
-    def _fusable(self, st: Stage) -> bool:
+    def _fusable(self, st: Stage, first: bool = False) -> bool:
         m = st.module
+        if not isinstance(m, HalideModule):
+            return False
         # on a GPU the whole same-scale chain fuses (data stays on the device); on a CPU
-        # only point-wise runs, whose intermediates inline for free
-        shape_ok = st.roi_in == st.roi_out if self.device == "cpu" else st.roi_in.scale == st.roi_out.scale
-        return (isinstance(m, HalideModule) and (m.pointwise_for(st.piece) or self.device != "cpu") and shape_ok
-                and not (st.piece.fast and m.flags & Flags.EXPENSIVE)
+        # runs of per-pixel modules (one row of each intermediate at a time), which a
+        # mirror may start (it reads the run's input)
+        if self.device == "cpu":
+            per_pixel = m.pointwise_for(st.piece) or m.staged or (first and m.gathers_for(st.piece))
+            shape_ok = per_pixel and st.roi_in == st.roi_out
+        else:
+            shape_ok = st.roi_in.scale == st.roi_out.scale
+        return (shape_ok and not (st.piece.fast and m.flags & Flags.EXPENSIVE)
                 and not getattr(st.instance, "blend", None))
 
     def _fusable_run(self, stages: list[Stage], i: int) -> list[Stage]:
-        """The point-wise stages from ``i`` on that may run as one kernel (export-like pipes only)."""
-        if not self.fuse or not self._fusable(stages[i]):
+        """The stages from ``i`` on that may run as one kernel (export-like pipes only)."""
+        if not self.fuse or not self._fusable(stages[i], first=True):
             return [stages[i]]
         run = [stages[i]]
         for st in stages[i + 1:]:
