@@ -210,7 +210,7 @@ def main() -> int:
             args = [hbuf(v) for v in chain_args(chain, rois)]
             ch = seg[-1].piece.dsc_out.channels
             if kind == "u8":
-                out = hl.Buffer(hl.UInt(8), [ro.width, ro.height, 3])
+                out = hl.Buffer(hl.UInt(8), [3, ro.width, ro.height])  # interleaved
             else:
                 out = hl.Buffer(hl.Float(32), [ro.width, ro.height] + ([3] if ch == 3 else []))
         if iface is not None:

@@ -55,6 +55,24 @@ def test_swapping_flip_is_not_fused(chart):
     assert "flip" in p.last.seconds and any(k.startswith("exposure+") for k in p.last.seconds)
 
 
+@pytest.mark.parametrize("fuse, budget", [(True, None), (False, None), (True, 20 << 20)])
+def test_8bit_render_is_the_quantised_float_render(chart, monkeypatch, fuse, budget):
+    """``render(u8=True)`` (the last fused kernel quantises; otherwise the edge conversion;
+    in bands too) gives exactly the writers' rounding of the float render."""
+    from pixelpipe.engine.convert import quantise_planar
+
+    if not fuse:
+        monkeypatch.setenv("PIXELPIPE_NO_FUSION", "1")
+    edit = Edit.default_for(chart)
+    want = quantise_planar(Pipe(chart, edit, "export").render(width=500, memory_budget=budget), 8)
+    p = Pipe(chart, edit, "export")
+    got = p.render(width=500, memory_budget=budget, u8=True)
+    assert got.dtype == np.uint8 and got.shape == want.shape and got.shape[2] == 3
+    assert (p.last.tiles > 1) == (budget is not None)
+    assert any(k.endswith("+gamma") for k in p.last.seconds) == fuse
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("width", [None, 700])
 def test_tiled_render_equals_untiled(chart, width):
     edit = Edit.default_for(chart)

@@ -1,12 +1,9 @@
 """Writing a rendered image fast: the 8-bit JPEG path of batch exports.
 
-``io.writers.write_image`` takes (H, W, 3) float RGB: for a 12 MP image it
-copies, clips and quantises on one core and hands Pillow a strided array,
-which costs more than the whole pixel pipe's point-wise part. Here the
-planar (3, H, W) pipe output is quantised and interleaved by one Halide
-kernel (multi-threaded, the same rounding: ``x * 255 + 0.5`` clamped and
-truncated) and encoded by libjpeg-turbo through imagecodecs straight from
-the array; EXIF (APP1), the ICC profile (APP2, split as the ICC spec says)
+``io.writers.write_image`` hands Pillow (H, W, 3) RGB. Here the pipe's last
+kernel writes interleaved 8-bit samples (a planar float output is quantised by
+``engine.convert`` with the same rounding), which libjpeg-turbo encodes through
+imagecodecs straight from the array; EXIF (APP1), the ICC profile (APP2, split as the ICC spec says)
 and the comment with the recipe are inserted after the JFIF header. Quality
 and chroma subsampling are write_image's (4:4:4 from quality 90); Huffman
 tables are not optimised (2% larger files, 2.5x faster encoding). Other
@@ -21,33 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.kernels import get_kernel, source_tag_of
+from ..engine.convert import quantise_planar
 from ..io.atomic import atomic_write
 from ..io.writers import exif_to_bytes, write_image
-
-
-def _build_quantise():
-    import halide as hl
-
-    from ..engine import halide_ops as ho
-
-    x, y, c = ho.x, ho.y, ho.c
-    src = hl.ImageParam(hl.Float(32), 3, "planar")  # numpy (3, H, W) -> f[x, y, c]
-    out = hl.Func("interleaved")  # numpy (H, W, 3) -> f[c, x, y]
-    val = src[x, y, c]
-    val = hl.select(hl.is_nan(val), hl.f32(0), val)
-    out[c, x, y] = hl.cast(hl.UInt(8), hl.clamp(val * hl.f32(255) + hl.f32(0.5), hl.f32(0), hl.f32(255)))
-    out.bound(c, 0, 3).reorder(c, x, y).unroll(c).vectorize(x, 16, ho.GUARD).parallel(y, 16, ho.GUARD)
-    return out, [src]
-
-
-def quantise_u8(planar: np.ndarray) -> np.ndarray:
-    """Planar float (3, H, W) in [0, 1] -> interleaved uint8 (H, W, 3), rounded to nearest."""
-    k = get_kernel("batch_quantise_u8", _build_quantise, source_tag=source_tag_of(_build_quantise))
-    _, h, w = planar.shape
-    out = np.empty((h, w, 3), np.uint8)
-    k(np.ascontiguousarray(planar, dtype=np.float32), out)
-    return out
 
 
 def _segment(marker: int, payload: bytes) -> bytes:
@@ -84,16 +57,17 @@ def jpeg_bytes(u8: np.ndarray, *, quality: int, icc: bytes | None, exif: bytes |
     return data[:pos] + b"".join(extra) + data[pos:]
 
 
-def write_output(path: str | os.PathLike, planar: np.ndarray, *, fmt: str, bpp: int, quality: int,
+def write_output(path: str | os.PathLike, pixels: np.ndarray, *, fmt: str, bpp: int, quality: int,
                  icc: bytes | None, exif, metadata: dict[str, str], overwrite: bool) -> Path:
-    """Write the pipe's planar output to ``path`` (atomically) with ICC, EXIF and ``metadata``."""
+    """Write the pipe's output to ``path`` (atomically) with ICC, EXIF and ``metadata``: planar
+    float (3, H, W), or for 8-bit JPEG also the pipe's interleaved 8-bit (H, W, 3) rendering."""
     path = Path(path)
     if fmt == "jpg" and bpp == 8:
-        u8 = quantise_u8(planar)
+        u8 = pixels if pixels.dtype == np.uint8 else quantise_planar(pixels, 8)
         comment = "\n".join(f"{k}: {v}" for k, v in metadata.items())
         data = jpeg_bytes(u8, quality=quality, icc=icc, exif=exif_to_bytes(exif), comment=comment)
         with atomic_write(path, overwrite=overwrite) as tmp:
             Path(tmp).write_bytes(data)
         return path
-    return write_image(path, planar.transpose(1, 2, 0), bpp=bpp, icc=icc, exif=exif, quality=quality,
+    return write_image(path, pixels.transpose(1, 2, 0), bpp=bpp, icc=icc, exif=exif, quality=quality,
                        overwrite=overwrite, metadata=metadata)

@@ -10,17 +10,25 @@ from __future__ import annotations
 import numpy as np
 
 from . import halide_ops as ho
+from .buffers import empty
 from .kernels import get_kernel, source_tag_of
+
+
+def quantised(v, bits: int):
+    """The integer sample of the float ``v``: ``v * max + 0.5`` clamped to [0, max] and truncated
+    (round half up); NaN gives 0, +-inf the ends (as ``io.writers.quantise``)."""
+    hl = ho.hl
+    top = float((1 << bits) - 1)
+    v = hl.select(hl.is_nan(v), hl.f32(0), v)
+    return hl.cast(hl.UInt(bits), hl.clamp(v * hl.f32(top) + hl.f32(0.5), hl.f32(0), hl.f32(top)))
 
 
 def _build(bits: int):
     def build():
         hl, x, y, c = ho.hl, ho.x, ho.y, ho.c
         src = hl.ImageParam(hl.Float(32), 3, "planar")  # (x, y, c)
-        top = float((1 << bits) - 1)
-        out_t = hl.UInt(bits)
         out = hl.Func("interleaved")  # (c, x, y): numpy (H, W, 3)
-        out[c, x, y] = hl.cast(out_t, hl.clamp(src[x, y, c] * top + 0.5, 0.0, top))
+        out[c, x, y] = quantised(src[x, y, c], bits)
         out.bound(c, 0, 3).reorder(c, x, y).unroll(c)
         out.vectorize(x, ho.VEC, ho.GUARD).parallel(y, 16, ho.GUARD)
         return out, [src]
@@ -28,14 +36,13 @@ def _build(bits: int):
 
 
 def quantise_planar(planar: np.ndarray, bits: int) -> np.ndarray:
-    """Finite planar float32 ``(3, H, W)`` in [0, 1] -> interleaved ``(H, W, 3)`` uint8/uint16:
-    ``x * max + 0.5`` clipped to [0, max] and truncated (round half up), as ``writers.quantise``."""
+    """Planar float32 ``(3, H, W)`` -> interleaved ``(H, W, 3)`` uint8/uint16 (see :func:`quantised`)."""
     import sys
 
     k = get_kernel(f"quantise_u{bits}", _build(bits), variant=str(bits),
                    source_tag=source_tag_of(sys.modules[__name__]))
     _, h, w = planar.shape
-    out = np.empty((h, w, 3), np.uint8 if bits == 8 else np.uint16)
+    out = empty((h, w, 3), np.uint8 if bits == 8 else np.uint16)
     k(np.ascontiguousarray(planar, dtype=np.float32), out)
     return out
 

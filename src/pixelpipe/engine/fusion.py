@@ -20,6 +20,7 @@ import numpy as np
 
 from . import halide_ops as ho
 from .buffers import empty
+from .convert import quantised
 from .kernels import f32, get_kernel, source_tag_of, widen
 
 
@@ -30,9 +31,9 @@ def chain_variant(chain) -> str:
 def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bool = False):
     """Funcs for ``chain`` (list of (module, piece)); returns (output Func, argument list).
 
-    ``output_u8``: end with the 8-bit quantisation (round to nearest) of the
-    display-encoded result, as darktable's gamma does, so 8-bit exports move a
-    quarter of the bytes.
+    ``output_u8``: end with the 8-bit quantisation (``convert.quantised``) of the
+    display-encoded result, interleaved (numpy (H, W, 3)), as darktable's gamma does,
+    so 8-bit exports move a quarter of the bytes and skip a pass.
     """
     hl = ho.hl
     first = chain[0][0]
@@ -57,7 +58,7 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
     last_m, last_p = chain[-1]
     if output_u8:
         q = hl.Func("quantised")
-        q[ho.x, ho.y, ho.c] = hl.cast(hl.UInt(8), hl.clamp(f[ho.x, ho.y, ho.c], 0.0, 1.0) * 255.0 + 0.5)
+        q[ho.c, ho.x, ho.y] = quantised(f[ho.x, ho.y, ho.c], 8)
         f = q
     if device == "cpu":
         if len(stage_outputs) == 1 and not output_u8:
@@ -144,11 +145,11 @@ def _schedule_fused_cpu(final, intermediates, tables=()) -> None:
         t.compute_root().vectorize(x, ho.VEC, ho.GUARD)
 
 
-def fused_kernel(chain, device: str = "cpu"):
+def fused_kernel(chain, device: str = "cpu", output_u8: bool = False):
     """A kernel ``k(input, *per_module(args..., in_w, in_h, dx, dy), out)`` for ``chain``."""
-    variant = chain_variant(chain) + (f"|block{_GPU_BLOCK}" if device != "cpu" else "")
+    variant = chain_variant(chain) + (f"|block{_GPU_BLOCK}" if device != "cpu" else "") + ("|u8" if output_u8 else "")
     name = "fused_" + hashlib.sha1(variant.encode()).hexdigest()[:12]
-    return get_kernel(name, lambda: build_chain(chain, device), variant=variant, device=device,
+    return get_kernel(name, lambda: build_chain(chain, device, output_u8=output_u8), variant=variant, device=device,
                       source_tag=source_tag_of(*[type(m) for m, _ in chain]))
 
 
@@ -163,10 +164,11 @@ def chain_args(chain, rois) -> list:
     return args
 
 
-def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu") -> np.ndarray:
+def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu", output_u8: bool = False) -> np.ndarray:
     """Run ``chain`` on ``inp``; (roi_in, roi_out) of each stage in ``rois``. Buffers with a row
     or column of one pixel are widened as in ``HalideModule.process`` (the kernels still get
-    the true sizes from the regions) and the output cropped back."""
+    the true sizes from the regions) and the output cropped back. ``output_u8``: the result is
+    the interleaved 8-bit (H, W, 3) quantisation of the chain's (3, H, W) output."""
     last_m, last_p = chain[-1]
     rout = rois[-1][1]
     h, w = inp.shape[-2:]
@@ -175,8 +177,12 @@ def run_fused(chain, inp: np.ndarray, rois, device: str = "cpu") -> np.ndarray:
         inp = widen(inp)
         rout = rout.with_(width=max(2, rout.width), height=max(2, rout.height))
     args = [f32(inp)] + chain_args(chain, rois)
-    out = empty(last_m.output_shape(last_p, rout), np.float32)
-    fused_kernel(chain, device)(*args, out)
+    if output_u8:
+        out = empty((rout.height, rout.width, 3), np.uint8)
+    else:
+        out = empty(last_m.output_shape(last_p, rout), np.float32)
+    fused_kernel(chain, device, output_u8)(*args, out)
     if thin:
-        return np.ascontiguousarray(out[..., :rois[-1][1].height, :rois[-1][1].width])
+        h, w = rois[-1][1].height, rois[-1][1].width
+        return np.ascontiguousarray(out[:h, :w] if output_u8 else out[..., :h, :w])
     return out

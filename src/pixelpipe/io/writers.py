@@ -291,14 +291,13 @@ def _prepare(rgb: np.ndarray) -> np.ndarray:
 
 
 def _planar_quantised(rgb, bits: int) -> np.ndarray | None:
-    """The integer samples of ``rgb`` through the Halide kernel, when ``rgb`` is a view of a
-    finite planar float32 buffer (the pipe's output); None otherwise."""
+    """The integer samples of ``rgb`` through the Halide kernel (the same rounding, NaN and
+    infinities included), when ``rgb`` is a view of a planar float32 buffer (the pipe's output);
+    None otherwise."""
     from ..engine.convert import fast_path, quantise_planar
 
     planar = fast_path(np.asarray(rgb)) if isinstance(rgb, np.ndarray) else None
-    if planar is None or not np.isfinite(planar).all():
-        return None
-    return quantise_planar(planar, bits)
+    return None if planar is None else quantise_planar(planar, bits)
 
 
 def quantise(rgb: np.ndarray, bits: int) -> np.ndarray:

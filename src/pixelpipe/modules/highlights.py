@@ -289,7 +289,7 @@ def _schedule_reference(out, funcs):
 HIST_LO, HIST_STEP = 0.5, 1.0 / 1024
 HIST_BINS = int((1.1 + 1e-9 - HIST_LO) / HIST_STEP)  # 614
 HIST_LAST_EDGE = HIST_LO + HIST_BINS * HIST_STEP
-#: per colour: the bins, then "above the last edge" (counted in n only), then "below 0.5 / not a number"
+#: per colour: the bins, then "above the last edge" (counted in n only), then one unused slot
 HIST_SLOTS = HIST_BINS + 2
 HIST_ROWS = 64  # rows per partial histogram (one parallel task each)
 BLOCK_ROWS = 8  # block rows per parallel strip of the block statistics
@@ -305,17 +305,20 @@ def _build_histogram(period: int):
     H, W = data.dim(1).extent(), data.dim(0).extent()
     px, py = x % period, y % period
     # float64 like the NumPy definition, so the bin edges fall exactly where np.histogram puts them
-    u = hl.cast(hl.Float(32), (hl.cast(hl.Float(64), data[x, hl.min(y, H - 1)]) - black[px, py]) / white_range[px, py])
+    norm = hl.Func("norm")
+    norm[x, y] = hl.cast(hl.Float(32), (hl.cast(hl.Float(64), data[x, hl.min(y, H - 1)]) - black[px, py])
+                         / white_range[px, py])
+    u = norm[x, y]
     k = colour[px, py]
     slot = hl.Func("slot")
     slot[x, y] = hl.select(k < 0, 3 * HIST_SLOTS,
                            hl.clamp(k, 0, 2) * HIST_SLOTS
-                           + hl.select(~(u >= hl.f32(HIST_LO)), HIST_BINS + 1,
-                                       u > hl.f32(HIST_LAST_EDGE), HIST_BINS,
+                           + hl.select(u > hl.f32(HIST_LAST_EDGE), HIST_BINS,
                                        hl.clamp(hl.cast(hl.Int(32), hl.floor((u - hl.f32(HIST_LO)) * hl.f32(1024))),
                                                 0, HIST_BINS - 1)))
     r = hl.RDom([(0, W), (0, HIST_ROWS)], "r")
-    r.where(strip * HIST_ROWS + r.y < H)
+    # most photosites lie below 0.5 (or are not numbers): they are skipped, not counted
+    r.where((strip * HIST_ROWS + r.y < H) & (norm[r.x, strip * HIST_ROWS + r.y] >= hl.f32(HIST_LO)))
     hist = hl.Func("hist")
     b = hl.Var("b")
     hist[b, strip] = 0

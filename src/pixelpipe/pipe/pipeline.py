@@ -220,8 +220,9 @@ class Pipe:
         # non-raw: downscale at the pipe input (darktable's clip-and-zoom)
         return resample(data, 0, 0, 1.0, roi.x, roi.y, roi.width, roi.height, roi.scale, self.device)
 
-    def process(self, roi_out: ROI, upscale: bool = False) -> np.ndarray:
-        """Process the region ``roi_out`` (in the final output's scaled space)."""
+    def process(self, roi_out: ROI, upscale: bool = False, u8: bool = False) -> np.ndarray:
+        """Process the region ``roi_out`` (in the final output's scaled space); ``u8``: return it
+        quantised to interleaved 8-bit (H, W, 3), in the last fused kernel when there is one."""
         stages, _ = self.plan(upscale)
         self._backward(stages, roi_out)
         rec = RunRecord(stages=[(st.label, st.roi_in, st.roi_out) for st in stages],
@@ -252,10 +253,13 @@ class Pipe:
             p = st.piece
             t_stage = time.perf_counter()
             run = self._fusable_run(stages, i)
-            if len(run) > 1:
+            # an 8-bit result straight from the last kernel (only fusable runs can end in one)
+            to_u8 = (u8 and self.fuse and i + len(run) == len(stages)
+                     and stages[-1].piece.dsc_out.channels == 3 and self._fusable(run[0], first=True))
+            if len(run) > 1 or to_u8:
                 # export pipes need no intermediate: one kernel for the whole point-wise run
                 out = run_fused([(s.module, s.piece) for s in run], buf,
-                                [(s.roi_in, s.roi_out) for s in run], self.device)
+                                [(s.roi_in, s.roi_out) for s in run], self.device, output_u8=to_u8)
                 for s in run[:-1]:
                     self.executions[s.label] += 1
                     rec.executed.append(s.label)
@@ -267,7 +271,7 @@ class Pipe:
                 out = st.module.process(p, buf, st.roi_in, st.roi_out)
             out = blend_hooks.after_process(self, stages, keys, i, buf, out)  # masks and blending
             exp = (p.dsc_out.channels, st.roi_out.height, st.roi_out.width)
-            got = out.shape if out.ndim == 3 else (1,) + out.shape
+            got = out.transpose(2, 0, 1).shape if to_u8 else out.shape if out.ndim == 3 else (1,) + out.shape
             if tuple(got) != exp:
                 raise PixelpipeError(f"internal: module {st.label} returned {tuple(got)}, expected {exp}")
             self.executions[st.label] += 1
@@ -276,14 +280,20 @@ class Pipe:
                 time.perf_counter() - t_stage
             if i == focus_in:
                 self.cache.mark_important("")  # only one important line at a time
-            self.cache.put(keys[i], out, important=i == focus_in, slot=(st.label, st.roi_out))
+            if not to_u8:  # (a quantised result is not the stage's output)
+                self.cache.put(keys[i], out, important=i == focus_in, slot=(st.label, st.roi_out))
             buf = out
             i += 1
         self.last = rec
         if os.environ.get("PIXELPIPE_PROFILE"):
             print("pixelpipe: profile: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in rec.seconds.items()),
                   file=sys.stderr)
-        return blend_hooks.show_mask_overlay(self, stages, keys, buf)
+        buf = blend_hooks.show_mask_overlay(self, stages, keys, buf)
+        if u8 and buf.dtype != np.uint8:
+            from ..engine.convert import quantise_planar
+
+            buf = quantise_planar(buf, 8)
+        return buf
 
     def _fusable(self, st: Stage, first: bool = False) -> bool:
         m = st.module
@@ -334,8 +344,9 @@ class Pipe:
         return s, scaled(w, s), scaled(h, s)
 
     def render(self, width: int | None = None, height: int | None = None, *,
-               allow_upscale: bool = False, memory_budget: int | None = None) -> np.ndarray:
-        """The whole image fitted into width x height: planar (3, h, w) display-encoded.
+               allow_upscale: bool = False, memory_budget: int | None = None, u8: bool = False) -> np.ndarray:
+        """The whole image fitted into width x height: planar (3, h, w) display-encoded; with
+        ``u8``, interleaved (h, w, 3) 8-bit (``x * 255 + 0.5`` truncated, as the writers round).
 
         An image whose processing would need more than the memory budget is
         processed in horizontal bands; each band's region of interest carries
@@ -346,15 +357,19 @@ class Pipe:
         budget = memory_budget if memory_budget is not None else memory_budget_default()
         need = self.estimate_bytes(roi, upscale=s > 1.0)
         if need <= budget or h < 16:
-            return self.process(roi, upscale=s > 1.0)
+            return self.process(roi, upscale=s > 1.0, u8=u8)
         bands = min(h // 8, max(2, math.ceil(need / max(budget, 1) * 1.25)))
         step = math.ceil(h / bands)
-        out = np.empty((3, h, w), np.float32)
+        out = np.empty((h, w, 3), np.uint8) if u8 else np.empty((3, h, w), np.float32)
         keep, self.cache = self.cache, PipeCache(2, cap_bytes=0)  # bands are not worth caching
         try:
             for y0 in range(0, h, step):
                 band = ROI(0, y0, w, min(step, h - y0), s)
-                out[:, y0: y0 + band.height] = self.process(band, upscale=s > 1.0)
+                part = self.process(band, upscale=s > 1.0, u8=u8)
+                if u8:
+                    out[y0: y0 + band.height] = part
+                else:
+                    out[:, y0: y0 + band.height] = part
         finally:
             self.cache = keep
         self.last.tiles = bands
