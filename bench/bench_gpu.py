@@ -152,7 +152,6 @@ def main() -> int:
 
     import halide as hl
 
-    from pixelpipe.engine import halide_ops as ho
     from pixelpipe.engine.fusion import build_chain, chain_args
     from pixelpipe.engine.target import target_for
     from pixelpipe.modules.base import cfa_at

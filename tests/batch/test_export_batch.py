@@ -73,6 +73,20 @@ def test_folders_presets_and_patterns(tree):
     assert got == ["a.jpg", "a_web.jpg", "sub/b.jpg", "sub/b_web.jpg"]  # subfolders kept, hidden left out
     check_jpeg(tree / "out" / "sub" / "b.jpg", 256)
     check_jpeg(tree / "out" / "sub" / "b_web.jpg", 128)
+    # the batch's 8-bit JPEG (quantised in the pipe's last kernel) holds the API's float render,
+    # rounded as the writers round, encoded alike: the same decoded pixels
+    import io
+
+    import pixelpipe
+    from pixelpipe.batch.writer import jpeg_bytes
+
+    u8 = np.floor(np.clip(pixelpipe.open(tree / "in" / "a.kdc").render(width=256), 0, 1) * 255 + 0.5)
+    with Image.open(io.BytesIO(jpeg_bytes(u8.astype(np.uint8), quality=95, icc=None, exif=None,
+                                          comment=None))) as im:
+        want = np.asarray(im)
+    with Image.open(tree / "out" / "a.jpg") as im:
+        got = np.asarray(im)
+    np.testing.assert_array_equal(got, want)
     # a pattern with darktable variables, include filter, PNG by the pattern's extension
     r = run("export", "in", "pat/$(EXIF_YEAR-nodate)/$(MAKER)_$(FILE_NAME)_$(SEQUENCE).png", "--width", "64",
             "--include", "*.kdc", cwd=tree)

@@ -3,8 +3,9 @@
 ``io.writers.write_image`` hands Pillow (H, W, 3) RGB. Here the pipe's last
 kernel writes interleaved 8-bit samples (a planar float output is quantised by
 ``engine.convert`` with the same rounding), which libjpeg-turbo encodes through
-imagecodecs straight from the array; EXIF (APP1), the ICC profile (APP2, split as the ICC spec says)
-and the comment with the recipe are inserted after the JFIF header. Quality
+imagecodecs straight from the array; EXIF (APP1), the ICC profile (APP2, split
+as the ICC spec says) and the comment with the recipe are inserted after the
+JFIF header. Quality
 and chroma subsampling are write_image's (4:4:4 from quality 90); Huffman
 tables are not optimised (2% larger files, 2.5x faster encoding). Other
 formats and depths go through write_image. Either way the file appears

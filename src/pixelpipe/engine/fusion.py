@@ -42,7 +42,6 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
     f = hl.Func("in")
     f[tuple(ho.XYC[:dims_in])] = src[tuple(ho.XYC[:dims_in])]
     args = [src]
-    params_all = []
     stage_outputs = []
     inner_stages = []  # a staged module's per-pixel Funcs
     tables = []  # per-call tables (computed once, before the pixels)
@@ -54,7 +53,6 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
         inner_stages.append(list(getattr(m, "_stages", [])) if getattr(m, "staged", False) else [])
         tables += getattr(m, "_tables", [])
         args += [params[i.name] for i in m.inputs] + [builtins[n] for n in ho.BUILTINS]
-        params_all.append(params)
     last_m, last_p = chain[-1]
     if output_u8:
         q = hl.Func("quantised")
@@ -147,10 +145,11 @@ def _schedule_fused_cpu(final, intermediates, tables=()) -> None:
 
 def fused_kernel(chain, device: str = "cpu", output_u8: bool = False):
     """A kernel ``k(input, *per_module(args..., in_w, in_h, dx, dy), out)`` for ``chain``."""
-    variant = chain_variant(chain) + (f"|block{_GPU_BLOCK}" if device != "cpu" else "") + ("|u8" if output_u8 else "")
+    variant = chain_variant(chain) + (f"|block{_GPU_BLOCK}" if device != "cpu" else "")
+    variant += "|u8" if output_u8 else ""
     name = "fused_" + hashlib.sha1(variant.encode()).hexdigest()[:12]
-    return get_kernel(name, lambda: build_chain(chain, device, output_u8=output_u8), variant=variant, device=device,
-                      source_tag=source_tag_of(*[type(m) for m, _ in chain]))
+    return get_kernel(name, lambda: build_chain(chain, device, output_u8=output_u8), variant=variant,
+                      device=device, source_tag=source_tag_of(*[type(m) for m, _ in chain]))
 
 
 def chain_args(chain, rois) -> list:

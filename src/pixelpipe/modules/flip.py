@@ -129,8 +129,3 @@ class Flip(HalideModule):
         return {"fx": int(bool(b & FLIP_X)), "fy": int(bool(b & FLIP_Y)), "swap": int(bool(b & SWAP_XY)),
                 "x0": roi_out.x, "y0": roi_out.y, "ix0": roi_in.x, "iy0": roi_in.y,
                 "w_full": _scaled(piece.buf_in[0], s), "h_full": _scaled(piece.buf_in[1], s)}
-
-    def process(self, piece: Piece, inp, roi_in: ROI, roi_out: ROI):
-        if self.bits(piece) == 0 and roi_in == roi_out:
-            return inp
-        return super().process(piece, inp, roi_in, roi_out)

@@ -24,13 +24,13 @@ from ..blend import pipe_hooks as blend_hooks
 from ..engine.fusion import run_fused
 from ..engine.halide_ops import resample
 from ..engine.target import resolve_device
-from ..errors import PixelpipeError, UnsupportedCFAError
+from ..errors import PixelpipeError
 from ..io.source import SourceImage
 from ..modules import registry
 from ..modules.base import BufferDesc, Flags, HalideModule, Module, Piece, ROI, Tags
 from .cache import PipeCache, memory_budget as memory_budget_default
 from .history import Edit, ModuleInstance, parse_label
-from .kinds import CACHE_LINES, PipeKind, canonical
+from .kinds import CACHE_LINES, canonical
 
 
 def scaled(n: int, s: float) -> int:
