@@ -342,6 +342,27 @@ def test_camera_reference_plus_cat_neutralises_a_non_d65_scene(tmp_path, illumin
         assert min(results["reference"]) > 5, results
 
 
+def test_as_shot_white_balance_upstream_is_not_corrected_twice_in_a_real_pipe():
+    """temperature at "as-shot" hands its coefficients down (BufferDesc.wb_coeffs): color
+    calibration's as-shot adaptation is then an identity, so the chart's greys come out as
+    with calibration off."""
+    from pixelpipe.io.decode import load
+    from pixelpipe.pipe.history import Edit
+
+    img = load(raw_file("canon_550d_magiclantern_colorchart.dng"))
+    greys = {}
+    for cat in (True, False):
+        edit = Edit.default_for(img, "scene-referred")
+        edit.set_params("temperature", img, preset="as-shot")
+        edit.get("channelmixerrgb").enabled = cat
+        p = _pipe(img, edit)
+        out = p.render()
+        greys[cat] = np.array([out[:, y - 15:y + 15, x - 15:x + 15].reshape(3, -1).mean(1) for x, y in CHART_GREYS])
+        if cat:
+            assert p.last.pieces["channelmixerrgb"].dsc_in.wb_coeffs is not None
+    np.testing.assert_allclose(greys[True], greys[False], atol=0.01)
+
+
 # ColorChecker bottom row (white .. black) in the export of canon_550d_magiclantern_colorchart.dng
 # (1734x1156, orientation 1); the same coordinates as bench/quality_colorchecker.py
 CHART_GREYS = [(707, 926), (819, 926), (926, 926), (1035, 926), (1143, 926), (1251, 926)]

@@ -196,6 +196,9 @@ class BufferDesc:
     (0, 0) for mosaics; ``space`` names the colour encoding of the values:
     "raw", "camera", "rec2020" (linear working space), "display".
     ``processed_maximum`` is the per-channel maximum a clipped pixel reaches.
+    ``wb_coeffs``: the white-balance multipliers (R, G, B, G2) the temperature
+    module applied upstream, None where none ran (darktable's
+    ``dt_dev_chroma_t`` hand-over to color calibration).
     """
 
     channels: int
@@ -203,6 +206,7 @@ class BufferDesc:
     space: str = "raw"
     processed_maximum: tuple[float, float, float] = (1.0, 1.0, 1.0)
     output_profile: str | None = None
+    wb_coeffs: tuple[float, ...] | None = None
 
     def copy(self, **kw) -> "BufferDesc":
         return dataclasses.replace(self, **kw)

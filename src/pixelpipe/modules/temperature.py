@@ -287,11 +287,12 @@ class Temperature(HalideModule):
     def output_desc(self, piece, dsc_in):
         c = piece.data["coeffs"]
         cfa = piece.image.cfa
+        applied = tuple(float(v) for v in c)  # color calibration's as-shot adaptation reads them
         if cfa is not None and cfa.kind == "4color":
             # no R, G, B yet: every channel is safe up to the least amplified colour's saturation
             m = float(np.min(c))
-            return dsc_in.copy(processed_maximum=(m, m, m))
-        return dsc_in.copy(processed_maximum=(float(c[0]), float(c[1]), float(c[2])))
+            return dsc_in.copy(processed_maximum=(m, m, m), wb_coeffs=applied)
+        return dsc_in.copy(processed_maximum=(float(c[0]), float(c[1]), float(c[2])), wb_coeffs=applied)
 
     def values(self, piece: Piece, roi_in: ROI, roi_out: ROI) -> dict:
         c = piece.data["coeffs"]
