@@ -286,9 +286,9 @@ def main() -> int:
     report["end_to_end_ms"] = round(statistics.median(e2e[1:]) * 1000, 2)
     report["images_per_s"] = round(1 / statistics.median(e2e[1:]), 1)
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    np.save(Path(a.out) / f"gpu_out_{a.device}.npy", res[:, :1200, :1600].copy())
+    corner = res[:1200, :1600] if res.shape[-1] == 3 else res[:, :1200, :1600]  # 8-bit: (H, W, 3)
+    np.save(Path(a.out) / f"gpu_out_{a.device}.npy", corner.copy())
     print(json.dumps(report, indent=1))
-    Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / f"bench_gpu_{a.device}.json").write_text(json.dumps(report, indent=1))
     return 0
 

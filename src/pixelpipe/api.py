@@ -89,16 +89,17 @@ class Photo:
         if output.resolve() == Path(self.image.path).resolve():
             raise OutputError("refusing to write over the input image", path=str(output))
         p = self.pipe("export", hq=hq, device=device)
-        planar = p.render(width, height)
+        # 8-bit files: the pipe's last kernel quantises (interleaved bytes, one pass less)
+        pixels = p.render(width, height, u8=bpp == 8)
         self.notices[:] = p.notices
-        rgb = planar.transpose(1, 2, 0)
+        rgb = pixels if bpp == 8 else pixels.transpose(1, 2, 0)
         profile = p.output_profile()
         exif = self.image.raw_exif_bytes or dict(self.image.exif) or None
         written = write_image(output, rgb, bpp=bpp, icc=icc_profile(profile), exif=exif, quality=quality,
                               overwrite=overwrite,
                               metadata={"Software": "pixelpipe",
                                         "pixelpipe:source": os.path.basename(self.image.path)})
-        del planar, rgb
+        del pixels, rgb
         p.release()  # a warm process's next export reuses the buffers
         return written
 

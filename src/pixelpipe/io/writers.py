@@ -364,7 +364,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fmt: str | None = N
                 icc: bytes | None = None, exif: bytes | dict | None = None, quality: int = 95,
                 overwrite: bool = False, metadata: dict | None = None,
                 xmp: bytes | str | None = None) -> Path:
-    """Write display-referred ``rgb`` (float32 ``(H, W, 3)``, encoded) to ``path``.
+    """Write display-referred ``rgb`` (float32 ``(H, W, 3)``, encoded; for 8-bit files also
+    uint8 samples) to ``path``.
 
     ``fmt`` defaults to the extension (.jpg/.jpeg, .png, .tif/.tiff); ``bpp``:
     JPEG 8, PNG 8/16, TIFF 8/16 (integer) or 32 (float, unclipped). ``icc`` is
@@ -381,7 +382,11 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fmt: str | None = N
     if not 1 <= int(quality) <= 100:
         raise OutputError(f"JPEG quality must be 1..100, not {quality}", path=str(path))
     bits = 8 if kind == "jpeg" else bpp
-    img = None if bits == 32 else _planar_quantised(rgb, bits)
+    if bits == 8 and isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 \
+            and rgb.shape[2] == 3 and rgb.size:
+        img = np.ascontiguousarray(rgb)  # already 8-bit samples (the pipe's 8-bit rendering)
+    else:
+        img = None if bits == 32 else _planar_quantised(rgb, bits)
     if img is None:
         img = _prepare(rgb)
         if bits != 32:
