@@ -186,6 +186,14 @@ def test_sample_command_writes_a_dng_that_exports(tmp_path):
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "s.jpg") as im:
         assert im.size == (1200, 800)
+    # a second time (the README's demo, run again): refused without --overwrite, replaced with it
+    before = (tmp_path / "s.dng").stat().st_mtime_ns
+    r = run("sample", tmp_path / "s.dng")
+    assert r.returncode != 0 and "exists" in r.stderr and "s.dng" in r.stderr
+    assert (tmp_path / "s.dng").stat().st_mtime_ns == before
+    r = run("sample", tmp_path / "s.dng", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "s.dng").stat().st_mtime_ns != before
 
 
 def test_chromatic_adaptation_choice(chart, tmp_path):

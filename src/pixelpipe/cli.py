@@ -196,7 +196,7 @@ def cmd_sample(a) -> int:
     out = Path(a.output)
     if out.exists() and not a.overwrite:
         raise OutputError("exists (use --overwrite to replace it)", path=str(out))
-    make_sample_dng(out, width=a.width, height=a.height)
+    make_sample_dng(out, width=a.width, height=a.height, overwrite=a.overwrite)
     print(f"wrote {out}")
     return 0
 
