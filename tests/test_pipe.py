@@ -143,6 +143,20 @@ def test_api_export_writes_the_rendered_pixels(tmp_path, name, bpp):
     np.testing.assert_array_equal(got, quantise(np.clip(rgb, 0, 1), bpp))
 
 
+@pytest.mark.parametrize("width, height", [(1, None), (None, 1), (2, None), (3, 2)])
+def test_tiny_exports(width, height):
+    """Exports down to one pixel: the downscale and every kernel after it handle 1-pixel rows and
+    columns; the 8-bit rendering is the float one rounded."""
+    img = load(raw_file(CHART))
+    edit = Edit.default_for(img)
+    f = Pipe(img, edit, "export").render(width, height)
+    u = Pipe(img, edit, "export").render(width, height, u8=True)
+    assert f.shape[0] == 3 and u.shape == f.shape[1:] + (3,) and min(f.shape[1:]) >= 1
+    assert (width is None or f.shape[2] == width) and (height is None or f.shape[1] == height)
+    assert np.isfinite(f).all() and f.mean() > 0.05  # the chart's average colour, not zeros
+    np.testing.assert_array_equal(u, np.floor(np.clip(f.transpose(1, 2, 0), 0, 1) * 255 + 0.5))
+
+
 # ---------------------------------------------------------------- regions of interest
 def _crop_roi(pipe, scale, frac=(0.3, 0.2, 0.3, 0.25)):
     w, h = pipe.full_size()

@@ -95,12 +95,14 @@ def resample(img: np.ndarray, in_x: int, in_y: int, in_scale: float,
     (in_x, in_y) of a buffer at ``in_scale`` onto the output region at ``out_scale``."""
     factor = out_scale / in_scale
     ch, h, w = img.shape
-    ixs, wxs = _taps(out_w, out_x, factor, in_x, w)
-    iys, wys = _taps(out_h, out_y, factor, in_y, h)
+    # at least 2 x 2 computed (thin arrays are read with their axes swapped: kernels.widen), cropped after
+    ow, oh = max(out_w, 2), max(out_h, 2)
+    ixs, wxs = _taps(ow, out_x, factor, in_x, w)
+    iys, wys = _taps(oh, out_y, factor, in_y, h)
     k = get_kernel("resample", _build_resample, device=device, source_tag=source_tag_of(_build_resample))
-    out = np.empty((ch, out_h, out_w), np.float32)
+    out = np.empty((ch, oh, ow), np.float32)
     k(f32(img), ixs, wxs, iys, wys, out)
-    return out
+    return out if (ow, oh) == (out_w, out_h) else np.ascontiguousarray(out[:, :out_h, :out_w])
 
 
 # --------------------------------------------------------------------------- module inputs
