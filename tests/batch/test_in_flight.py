@@ -60,3 +60,17 @@ def test_cancel_starts_no_new_file(fake_jobs):
 
     assert runner._run_serial(_plan(10), on_result, cancel) is False
     assert len(fake_jobs) <= 3  # the two in flight (and at most one started with the first result)
+
+
+@pytest.mark.parametrize("memory_mb, threads", [(4096, 2), (2048, 1)])
+def test_local_cluster_workers_keep_files_in_flight_on_their_memory_share(monkeypatch, memory_mb, threads):
+    """``--jobs N``: each worker process of the embedded cluster runs two files at once (Dask
+    threads) where its memory share holds two, else one."""
+    monkeypatch.delenv("PIXELPIPE_IN_FLIGHT", raising=False)
+    monkeypatch.setenv("PIXELPIPE_MEMORY_MB", str(memory_mb))  # per process
+    engine = runner.DaskEngine(n_workers=2)
+    try:
+        workers = engine.client.scheduler_info()["workers"].values()
+        assert [w["nthreads"] for w in workers] == [threads, threads]
+    finally:
+        engine.close()

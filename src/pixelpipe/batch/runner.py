@@ -155,6 +155,18 @@ def _jobs_count(value: Any) -> int:
 IN_FLIGHT = 2
 
 
+def files_in_flight(budget: int) -> int:
+    """Files one process keeps in flight with ``budget`` bytes: a second file doubles the peak
+    memory (~1.3 GB for a 24 MP export), so two only from 3 GiB up."""
+    return int(os.environ.get("PIXELPIPE_IN_FLIGHT", IN_FLIGHT if budget >= 3 << 30 else 1))
+
+
+def pool_bytes(budget: int, depth: int) -> int:
+    """Buffer-pool size for ``depth`` files in flight: each finished file's buffers are kept for
+    the next (at most a quarter of the budget)."""
+    return min(budget // 4, depth * 768 << 20)
+
+
 def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading.Event) -> bool:
     """This process, file after file, with two files in flight (one where the memory budget is
     under 3 GiB).
@@ -171,10 +183,7 @@ def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading
     from ..pipe.cache import memory_budget
     from .worker import process_job
 
-    # a second file in flight doubles the peak memory (~1.3 GB for a 24 MP export): only where
-    # the memory budget (half the RAM, see pipe/cache.py) has room for it
-    default_depth = IN_FLIGHT if memory_budget() >= 3 << 30 else 1
-    depth = int(os.environ.get("PIXELPIPE_IN_FLIGHT", default_depth))
+    depth = files_in_flight(memory_budget())  # the budget: half the RAM, see pipe/cache.py
     if plan.single or len(plan.jobs) < 2 or depth < 2:
         for job in plan.jobs:
             if cancel.is_set():
@@ -184,7 +193,7 @@ def _run_serial(plan: Plan, on_result: Callable[[dict], None], cancel: threading
     # every file in flight releases its pipe's buffers to the pool when done; a pool that
     # holds them all lets the next files write into mapped memory instead of faulting in
     # fresh pages (costly on some VMs: engine/buffers.py)
-    POOL.cap = max(POOL.cap, min(memory_budget() // 4, depth * 768 << 20))
+    POOL.cap = max(POOL.cap, pool_bytes(memory_budget(), depth))
     jobs = iter(plan.jobs)
     pending: set = set()
     with ThreadPoolExecutor(depth, thread_name_prefix="pixelpipe-file") as pool:
@@ -218,6 +227,11 @@ class DaskEngine:
         from distributed import Client, LocalCluster
 
         self.cluster = None
+        # a Ctrl-C that lands inside one of the Dask client's blocking calls makes distributed's
+        # own cancel callback fail on the event loop (a NameError in distributed.utils.sync),
+        # which tornado logs with a traceback; the batch reports its own outcome, so that log
+        # is silenced
+        logging.getLogger("tornado.application").setLevel(logging.CRITICAL)
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout="20s")
@@ -225,11 +239,18 @@ class DaskEngine:
                 raise PixelpipeError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
             self.description = f"Dask scheduler {scheduler} ({len(self.client.scheduler_info()['workers'])} workers)"
         else:
+            from ..engine.buffers import MiB
+            from ..pipe.cache import memory_budget
+
             cores = _jobs_count("auto")
             hl_threads = threads or max(1, cores // max(1, n_workers))
+            # each worker keeps files in flight as the single-process runner does, on its share
+            # of the memory (one file's single-threaded steps overlap another's kernels)
+            share = memory_budget(n_workers)
+            depth = files_in_flight(share)
             env = {"HL_NUM_THREADS": str(hl_threads), "OMP_NUM_THREADS": "1",
-                   "PIXELPIPE_NO_SERVER": "1"}
-            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                   "PIXELPIPE_NO_SERVER": "1", "PIXELPIPE_POOL_MB": str(max(64, pool_bytes(share, depth) // MiB))}
+            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=depth, processes=True,
                                         dashboard_address=None, silence_logs=logging.ERROR,
                                         host="127.0.0.1", env=env, preload=["pixelpipe.batch.dask_setup"])
             self.client = Client(self.cluster)

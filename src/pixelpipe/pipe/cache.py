@@ -17,8 +17,9 @@ import numpy as np
 MiB = 1 << 20
 
 
-def memory_budget() -> int:
-    """Bytes pixelpipe may use for images (PIXELPIPE_MEMORY_MB, else half the RAM, ≤ 8 GiB)."""
+def memory_budget(processes: int = 1) -> int:
+    """Bytes pixelpipe may use for images in one of ``processes`` processes sharing the machine
+    (PIXELPIPE_MEMORY_MB, a per-process figure, else half the RAM shared among them, ≤ 8 GiB each)."""
     env = os.environ.get("PIXELPIPE_MEMORY_MB")
     if env:
         return int(float(env) * MiB)
@@ -26,7 +27,7 @@ def memory_budget() -> int:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         total = 8 << 30
-    return int(min(total // 2, 8 << 30))
+    return int(min(total // 2 // max(1, processes), 8 << 30))
 
 
 def default_cap() -> int:
