@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
-from importlib import resources
 
 import numpy as np
 import pytest

@@ -1,8 +1,6 @@
 """Halide building blocks shared by modules: variables, pattern look-ups, resampling."""
 from __future__ import annotations
 
-import functools
-
 import halide as hl
 import numpy as np
 
