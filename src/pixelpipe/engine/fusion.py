@@ -50,8 +50,8 @@ def build_chain(chain, device: str = "cpu", estimate=(4000, 3000), output_u8: bo
         params = ho.declare_inputs(m.inputs, prefix=f"m{k}_", builtins=builtins)
         f = m.algorithm(f, params, p)
         stage_outputs.append(f)
-        inner_stages.append(list(getattr(m, "_stages", [])) if getattr(m, "staged", False) else [])
-        tables += getattr(m, "_tables", [])
+        inner_stages.append(m.built_stages())
+        tables += m.built_tables()
         args += [params[i.name] for i in m.inputs] + [builtins[n] for n in ho.BUILTINS]
     last_m, last_p = chain[-1]
     if output_u8:

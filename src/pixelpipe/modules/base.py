@@ -370,6 +370,14 @@ class HalideModule(Module):
         """``pointwise`` for this piece's parameters (a module may be point-wise for some)."""
         return self.pointwise
 
+    def built_stages(self) -> list:
+        """The per-pixel stages (``_stages``) of the last ``algorithm`` build of a staged module."""
+        return list(getattr(self, "_stages", [])) if self.staged else []
+
+    def built_tables(self) -> list:
+        """The per-call tables (``_tables``) of the last ``algorithm`` build."""
+        return list(getattr(self, "_tables", []))
+
     def gathers_for(self, piece: Piece) -> bool:
         """Each output pixel is one input pixel, fetched from another place in the same-sized
         buffer (a mirror): such a module may start a fused run, reading the run's input."""
@@ -415,7 +423,7 @@ class HalideModule(Module):
             else:
                 from ..engine.fusion import schedule_gpu
 
-                schedule_gpu(out, getattr(self, "_stages", []) if self.staged else [])
+                schedule_gpu(out, self.built_stages())
             return out, [src] + [p[i.name] for i in self.inputs] + [p[n] for n in ho.BUILTINS]
 
         return get_kernel(f"{self.op}{('_' + variant) if variant else ''}", build, variant=variant,

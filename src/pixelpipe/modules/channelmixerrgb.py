@@ -412,7 +412,7 @@ class Channelmixerrgb(SmallImageSafe, HalideModule):
         return calibrated
 
     def schedule(self, out, piece):
-        staged_schedule(out, getattr(self, "_stages", []), piece)
+        staged_schedule(out, self.built_stages(), piece)
 
     # -- parameters
     def default_params(self, image):

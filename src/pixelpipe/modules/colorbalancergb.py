@@ -382,7 +382,7 @@ class Colorbalancergb(SmallImageSafe, HalideModule):
         return out
 
     def schedule(self, out, piece):
-        staged_schedule(out, getattr(self, "_stages", []), piece)
+        staged_schedule(out, self.built_stages(), piece)
 
     def commit(self, piece):
         piece.data.update(balance_data(piece.params))

@@ -59,8 +59,7 @@ class Colorin(SmallImageSafe, HalideModule):
         v = finite(rgb[x, y, c])  # NaN -> 0, +-Inf -> +-1e6: nothing non-finite leaves the module
         linear = hl.Func("linear")
         if self.variant(piece) == "trc":
-            decoded = hl.select(v >= p["d"], hl.pow(hl.max(p["a"] * v + p["b"], 0.0), p["g"]), p["cc"] * v)
-            linear[x, y, c] = hl.select(p["g"] == 1.0, v, decoded)
+            linear[x, y, c] = hl.select(v >= p["d"], hl.pow(hl.max(p["a"] * v + p["b"], 0.0), p["g"]), p["cc"] * v)
         else:
             linear[x, y, c] = v
         working = hl.Func("working")

@@ -206,7 +206,8 @@ def effective_mode(piece: Piece) -> str:
 # --------------------------------------------------------------------------- Halide algorithms
 
 def _cube_root(v):
-    """``v^(1/3)`` for v > 0 (the opposed means' cube-root domain, darktable's HL_POWERF = 3), else 0, without ``pow`` (three per photosite make pow this module's main cost).
+    """``v^(1/3)`` for v > 0 (the opposed means' cube-root domain, darktable's HL_POWERF = 3),
+    else 0, without ``pow`` (three per photosite make pow this module's main cost).
 
     First guess from the float's bits (exponent and mantissa divided by 3: within 3.3 %),
     then two Halley steps (cubic convergence): within 2.4e-7 relative for v in [1e-8, 100],
@@ -352,25 +353,32 @@ def _histograms(image) -> np.ndarray:
 NEAR_BLOCKS = 3
 
 
+def _dilate_along(a: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Boolean dilation of ``a`` by ``r`` cells either way along ``axis``."""
+    out = a.copy()
+    for s in range(1, min(r, a.shape[axis] - 1) + 1):
+        lo = [slice(None)] * a.ndim
+        hi = [slice(None)] * a.ndim
+        lo[axis], hi[axis] = slice(s, None), slice(None, -s)
+        out[tuple(lo)] |= a[tuple(hi)]
+        out[tuple(hi)] |= a[tuple(lo)]
+    return out
+
+
 def _dilate_disc(m: np.ndarray) -> np.ndarray:
     """Dilation of a boolean grid by the disc dx^2 + dy^2 <= 13 (a 7x7 square without its corners).
 
     The disc is the union of a 7x5 and a 5x7 rectangle, each dilated separably.
     """
-    def along(a, r, axis):
-        out = a.copy()
-        n = a.shape[axis]
-        for s in range(1, r + 1):
-            if s >= n:
-                break
-            lo = [slice(None)] * 2
-            hi = [slice(None)] * 2
-            lo[axis], hi[axis] = slice(s, None), slice(None, -s)
-            out[tuple(lo)] |= a[tuple(hi)]
-            out[tuple(hi)] |= a[tuple(lo)]
-        return out
+    r = NEAR_BLOCKS
+    return _dilate_along(_dilate_along(m, r, 1), r - 1, 0) | _dilate_along(_dilate_along(m, r - 1, 1), r, 0)
 
-    return along(along(m, 3, 1), 2, 0) | along(along(m, 2, 1), 3, 0)
+
+def _statistic_inputs():
+    """The whole-image statistic kernels' inputs: the prepared mosaic, the colour look-up,
+    the per-colour balance and clip levels."""
+    return (hl.ImageParam(hl.Float(32), 2, "prepared"), hl.ImageParam(hl.Int(32), 2, "lut"),
+            hl.ImageParam(hl.Float(32), 1, "coeff"), hl.ImageParam(hl.Float(32), 1, "clips"))
 
 
 def _build_block_stats(period: int):
@@ -380,10 +388,7 @@ def _build_block_stats(period: int):
     sample is an unclipped photosite of colour k with ``v > LOW_FRACTION * clips[k]``.
     Output [bx, by, j]: j = k (1 when a photosite of colour k is clipped), 3 + k (sum), 6 + k (count).
     """
-    prepared = hl.ImageParam(hl.Float(32), 2, "prepared")
-    lut = hl.ImageParam(hl.Int(32), 2, "lut")
-    coeff = hl.ImageParam(hl.Float(32), 1, "coeff")
-    clips = hl.ImageParam(hl.Float(32), 1, "clips")
+    prepared, lut, coeff, clips = _statistic_inputs()
     row0 = hl.Param(hl.Int(32), "row0")  # the block row the output's row 0 is
     W, H = prepared.dim(0).extent(), prepared.dim(1).extent()
     p = {"lut": lut, "in_w": W, "in_h": H, "ox": 0, "oy": 0}
@@ -425,10 +430,7 @@ def _build_clipped_blocks(period: int):
     """Kernel: per 3x3-photosite block, 1 when a photosite in it is clipped (as the statistics
     count it: ``prepared * coeff[colour] >= clips[colour]``), else 0. One cheap pass that
     tells the block statistics which rows they can leave out."""
-    prepared = hl.ImageParam(hl.Float(32), 2, "prepared")
-    lut = hl.ImageParam(hl.Int(32), 2, "lut")
-    coeff = hl.ImageParam(hl.Float(32), 1, "coeff")
-    clips = hl.ImageParam(hl.Float(32), 1, "clips")
+    prepared, lut, coeff, clips = _statistic_inputs()
     W, H = prepared.dim(0).extent(), prepared.dim(1).extent()
     k = hl.clamp(lut[x % period, y % period], 0, 2)
     v = prepared[hl.min(x, W - 1), hl.min(y, H - 1)] * coeff[k]
@@ -458,11 +460,7 @@ def _block_stats(prepared: np.ndarray, rgb_pattern: np.ndarray, coeff, clips) ->
     # outputs at least 2 x 2 (engine/kernels.widen: thin arrays are read with their axes swapped)
     flags = np.empty((max(hb, 2), max(wb, 2)), np.uint8)
     find(prepared, lut, coeff, clips, flags)
-    rows = flags[:hb, :wb].any(axis=1)
-    near = rows.copy()
-    for d in range(1, NEAR_BLOCKS + 1):
-        near[d:] |= rows[:-d]
-        near[:-d] |= rows[d:]
+    near = _dilate_along(flags[:hb, :wb].any(axis=1), NEAR_BLOCKS, 0)
     k = get_kernel("highlights_block_stats", lambda: _build_block_stats(n), variant=f"p{n}",
                    source_tag=source_tag_of(_build_block_stats))
     parts = [np.zeros((9, 0, wb), np.float32)]
